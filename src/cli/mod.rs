@@ -1,0 +1,132 @@
+//! The command line: global options and one subcommand per mode, as the seed names them.
+
+mod build;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::executor::{DockerEngine, ImageProvider};
+use crate::graph::Graph;
+
+/// Builds a Flamenco-shaped project as a graph of tasks in pinned toolchain containers.
+#[derive(Debug, Parser)]
+#[command(name = "flamenco-build", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Run as if started in DIR (the project root).
+    #[arg(
+        short = 'C',
+        long = "directory",
+        value_name = "DIR",
+        global = true,
+        default_value = "."
+    )]
+    pub directory: PathBuf,
+
+    /// Stream every task's log, prefixed with the task name.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    /// Add KEY=VALUE to the labels of every container and volume this run creates.
+    #[arg(long = "label", value_name = "KEY=VALUE", global = true, value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The original build: the targets and what they need, one task at a time, no artifact cache.
+    Build {
+        /// Tasks to build (default: all).
+        targets: Vec<String>,
+    },
+    /// Make every toolchain image available (present, pulled, or built) and create the cache volume.
+    Setup,
+    /// Print the task graph.
+    Graph {
+        /// Graphviz dot instead of text.
+        #[arg(long)]
+        dot: bool,
+    },
+}
+
+fn parse_label(s: &str) -> std::result::Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
+}
+
+impl Cli {
+    /// Runs the command; returns the exit status.
+    pub fn execute(self) -> Result<()> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(Error::io("cannot start the async runtime", "<runtime>"))?;
+        runtime.block_on(self.run())
+    }
+
+    async fn run(self) -> Result<()> {
+        let config = Config::load(&self.directory)?;
+        let graph = Graph::new(&config)?;
+        match &self.command {
+            Command::Graph { dot } => {
+                if *dot {
+                    print!("{}", graph.to_dot(&config));
+                } else {
+                    print!("{}", graph.to_text(&config));
+                }
+                Ok(())
+            }
+            Command::Setup => self.setup(&config).await,
+            Command::Build { targets } => {
+                build::Build::new(&self, &config, &graph, targets)
+                    .await?
+                    .run()
+                    .await
+            }
+        }
+    }
+
+    async fn setup(&self, config: &Config) -> Result<()> {
+        let engine = DockerEngine::connect(&run_id(), &self.labels).await?;
+        let provider = ImageProvider::new(&engine, &config.root, self.verbose);
+        let mut first = None;
+        for tc in config.toolchains.values() {
+            let (id, how) = provider.ensure(tc).await?;
+            println!(
+                "toolchain {}: {} {} ({how})",
+                tc.name,
+                tc.image,
+                short_id(&id)
+            );
+            first.get_or_insert(id);
+        }
+        if let Some(image) = first {
+            let created = engine
+                .ensure_volume(&config.settings.cache_volume, &image)
+                .await?;
+            println!(
+                "cache volume {}: {}",
+                config.settings.cache_volume,
+                if created { "created" } else { "present" }
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A fresh id for this run's labels.
+pub fn run_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
+}
+
+fn short_id(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    &hex[..hex.len().min(12)]
+}

@@ -1,0 +1,401 @@
+//! The on-disk shape of flamenco-build.toml (serde, with spans) and its validation into
+//! [`Config`](super::Config).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::path_pattern::{InputSet, OutputPath, normalize};
+use super::{Config, Diagnostic, Settings, Source, Task, Toolchain};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ConfigFile {
+    #[serde(default)]
+    settings: Option<SettingsFile>,
+    #[serde(default)]
+    toolchains: BTreeMap<Spanned<String>, Spanned<ToolchainFile>>,
+    #[serde(default)]
+    tasks: BTreeMap<Spanned<String>, Spanned<TaskFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsFile {
+    cache_dir: Option<Spanned<String>>,
+    cache_volume: Option<Spanned<String>>,
+    jobs: Option<Spanned<i64>>,
+    user: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ToolchainFile {
+    image: Spanned<String>,
+    dockerfile: Option<Spanned<String>>,
+    context: Option<Spanned<String>>,
+    #[serde(default)]
+    build_args: BTreeMap<String, String>,
+    #[serde(default)]
+    env: BTreeMap<Spanned<String>, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskFile {
+    description: Option<String>,
+    toolchain: Spanned<String>,
+    #[serde(default)]
+    deps: Vec<Spanned<String>>,
+    run: Spanned<String>,
+    workdir: Option<Spanned<String>>,
+    inputs: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    outputs: Vec<Spanned<String>>,
+    #[serde(default)]
+    env: Vec<Spanned<String>>,
+    #[serde(default)]
+    network: bool,
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+}
+
+fn is_env_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl ConfigFile {
+    pub(super) fn parse(source: &Source) -> Result<ConfigFile> {
+        toml::from_str(&source.text).map_err(|e| {
+            // toml's message already quotes the source; keep only its first line.
+            let message = e
+                .message()
+                .lines()
+                .next()
+                .unwrap_or("invalid TOML")
+                .to_string();
+            Error::Config(vec![source.diagnostic(e.span(), message)])
+        })
+    }
+
+    pub(super) fn validate(self, root: PathBuf, source: Source, builtin: bool) -> Result<Config> {
+        let mut errors: Vec<Diagnostic> = Vec::new();
+        let mut err = |span: std::ops::Range<usize>, msg: String| {
+            errors.push(source.diagnostic(Some(span), msg));
+        };
+
+        let settings = {
+            let s = self.settings.unwrap_or(SettingsFile {
+                cache_dir: None,
+                cache_volume: None,
+                jobs: None,
+                user: None,
+            });
+            let cache_dir = match s.cache_dir {
+                Some(d) if d.get_ref().is_empty() => {
+                    err(d.span(), "`cache_dir` is empty".into());
+                    PathBuf::new()
+                }
+                Some(d) => PathBuf::from(d.into_inner()),
+                None => PathBuf::from(".build-cache"),
+            };
+            let cache_volume = match s.cache_volume {
+                Some(v) if !is_name(v.get_ref()) => {
+                    err(
+                        v.span(),
+                        format!("`{}` is not a valid volume name", v.get_ref()),
+                    );
+                    String::new()
+                }
+                Some(v) => v.into_inner(),
+                None => "flamenco-build-cache".into(),
+            };
+            let jobs = match s.jobs {
+                Some(j) if *j.get_ref() < 1 || *j.get_ref() > 256 => {
+                    err(
+                        j.span(),
+                        format!("`jobs` must be 1 to 256, not {}", j.get_ref()),
+                    );
+                    1
+                }
+                Some(j) => *j.get_ref() as usize,
+                None => Settings::default_jobs(),
+            };
+            let user = match s.user {
+                Some(u) => {
+                    let ok = u
+                        .get_ref()
+                        .split_once(':')
+                        .is_some_and(|(a, b)| a.parse::<u32>().is_ok() && b.parse::<u32>().is_ok());
+                    if !ok {
+                        err(
+                            u.span(),
+                            format!("`user` must be `uid:gid` (numbers), not `{}`", u.get_ref()),
+                        );
+                    }
+                    Some(u.into_inner())
+                }
+                None => None,
+            };
+            Settings {
+                cache_dir,
+                cache_volume,
+                jobs,
+                user,
+            }
+        };
+
+        let mut toolchains = BTreeMap::new();
+        for (name, tc) in self.toolchains {
+            let name_span = name.span();
+            let name = name.into_inner();
+            if !is_name(&name) {
+                err(
+                    name_span.clone(),
+                    format!("`{name}` is not a valid toolchain name"),
+                );
+            }
+            let tc = tc.into_inner();
+            if tc.image.get_ref().trim().is_empty() {
+                err(
+                    tc.image.span(),
+                    format!("toolchain `{name}` has an empty `image`"),
+                );
+            }
+            let mut env = BTreeMap::new();
+            for (k, v) in tc.env {
+                if !is_env_name(k.get_ref()) {
+                    err(
+                        k.span(),
+                        format!("`{}` is not a valid environment variable name", k.get_ref()),
+                    );
+                }
+                env.insert(k.into_inner(), v);
+            }
+            if let (Some(ctx), None) = (&tc.context, &tc.dockerfile) {
+                err(
+                    ctx.span(),
+                    format!("toolchain `{name}` has a `context` but no `dockerfile`"),
+                );
+            }
+            let dockerfile = tc.dockerfile.map(|d| PathBuf::from(d.into_inner()));
+            let context = tc
+                .context
+                .map(|c| PathBuf::from(c.into_inner()))
+                .or_else(|| {
+                    dockerfile
+                        .as_ref()
+                        .and_then(|d| d.parent().map(PathBuf::from))
+                });
+            toolchains.insert(
+                name.clone(),
+                Toolchain {
+                    name,
+                    image: tc.image.into_inner(),
+                    dockerfile,
+                    context,
+                    build_args: tc.build_args,
+                    env,
+                },
+            );
+        }
+
+        let task_names: Vec<String> = self.tasks.keys().map(|k| k.get_ref().clone()).collect();
+        let mut tasks = BTreeMap::new();
+        for (name, task) in self.tasks {
+            let name_span = name.span();
+            let name = name.into_inner();
+            let task_span = task.span();
+            let task = task.into_inner();
+            if !is_name(&name) {
+                err(
+                    name_span.clone(),
+                    format!("`{name}` is not a valid task name"),
+                );
+            }
+            if !toolchains.contains_key(task.toolchain.get_ref()) {
+                let known: Vec<&str> = toolchains.keys().map(String::as_str).collect();
+                err(
+                    task.toolchain.span(),
+                    format!(
+                        "task `{name}` uses unknown toolchain `{}` (defined: {})",
+                        task.toolchain.get_ref(),
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                );
+            }
+            let mut deps = Vec::new();
+            let mut dep_spans = Vec::new();
+            for dep in task.deps {
+                if !task_names.contains(dep.get_ref()) {
+                    err(
+                        dep.span(),
+                        format!("task `{name}` depends on unknown task `{}`", dep.get_ref()),
+                    );
+                } else if dep.get_ref() == &name {
+                    err(dep.span(), format!("task `{name}` depends on itself"));
+                } else if deps.contains(dep.get_ref()) {
+                    err(
+                        dep.span(),
+                        format!("task `{name}` lists `{}` twice", dep.get_ref()),
+                    );
+                }
+                dep_spans.push(Some(dep.span()));
+                deps.push(dep.into_inner());
+            }
+            if task.run.get_ref().trim().is_empty() {
+                err(task.run.span(), format!("task `{name}` has an empty `run`"));
+            }
+            let workdir = match task.workdir {
+                None => ".".to_string(),
+                Some(w) if w.get_ref() == "." => ".".to_string(),
+                Some(w) => match normalize(w.get_ref()) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        err(w.span(), format!("task `{name}`: `workdir` {e}"));
+                        ".".into()
+                    }
+                },
+            };
+            let input_span = task.inputs.as_ref().map_or(task_span.clone(), |i| i.span());
+            let input_list: Vec<Spanned<String>> =
+                task.inputs.map(|i| i.into_inner()).unwrap_or_default();
+            let input_spans: Vec<_> = input_list.iter().map(|s| Some(s.span())).collect();
+            let raw_inputs: Vec<String> = input_list.iter().map(|s| s.get_ref().clone()).collect();
+            let inputs = match InputSet::new(&raw_inputs) {
+                Ok(set) => set,
+                Err((i, e)) => {
+                    let span = input_list.get(i).map_or(input_span, |s| s.span());
+                    err(span, format!("task `{name}`: input {e}"));
+                    InputSet::new(&[]).expect("empty input set")
+                }
+            };
+            let mut outputs = Vec::new();
+            for out in &task.outputs {
+                match OutputPath::new(out.get_ref()) {
+                    Ok(o) => {
+                        if outputs
+                            .iter()
+                            .any(|(p, _): &(OutputPath, _)| p.overlaps(&o))
+                        {
+                            err(
+                                out.span(),
+                                format!("task `{name}` declares `{}` twice", out.get_ref()),
+                            );
+                        }
+                        if settings.cache_dir.is_relative()
+                            && o.contains(&settings.cache_dir.to_string_lossy())
+                        {
+                            err(
+                                out.span(),
+                                format!(
+                                    "task `{name}`: output `{}` covers the cache folder",
+                                    o.path
+                                ),
+                            );
+                        }
+                        outputs.push((o, out.span()));
+                    }
+                    Err(e) => err(out.span(), format!("task `{name}`: output {e}")),
+                }
+            }
+            if outputs.is_empty() {
+                err(
+                    name_span.clone(),
+                    format!("task `{name}` declares no `outputs`"),
+                );
+            }
+            let mut env = Vec::new();
+            for var in task.env {
+                if !is_env_name(var.get_ref()) {
+                    err(
+                        var.span(),
+                        format!(
+                            "`{}` is not a valid environment variable name",
+                            var.get_ref()
+                        ),
+                    );
+                } else if env.contains(var.get_ref()) {
+                    err(
+                        var.span(),
+                        format!("task `{name}` lists `{}` twice in `env`", var.get_ref()),
+                    );
+                }
+                env.push(var.into_inner());
+            }
+            tasks.insert(
+                name.clone(),
+                (
+                    Task {
+                        name,
+                        description: task.description,
+                        toolchain: task.toolchain.into_inner(),
+                        deps,
+                        run: task.run.into_inner(),
+                        workdir,
+                        inputs,
+                        outputs: outputs.iter().map(|(o, _)| o.clone()).collect(),
+                        env,
+                        network: task.network,
+                        span: Some(task_span),
+                        dep_spans,
+                        input_spans,
+                    },
+                    outputs,
+                ),
+            );
+        }
+
+        // Two tasks may not claim the same output.
+        let all: Vec<(&str, &OutputPath, std::ops::Range<usize>)> = tasks
+            .iter()
+            .flat_map(|(n, (_, outs))| outs.iter().map(move |(o, s)| (n.as_str(), o, s.clone())))
+            .collect();
+        for (i, (a_task, a, _)) in all.iter().enumerate() {
+            for (b_task, b, b_span) in &all[i + 1..] {
+                if a_task != b_task && a.overlaps(b) {
+                    err(
+                        b_span.clone(),
+                        format!(
+                            "tasks `{a_task}` and `{b_task}` both claim output `{}`{}",
+                            b.path,
+                            if a.path == b.path {
+                                String::new()
+                            } else {
+                                format!(" (`{}`)", a.path)
+                            }
+                        ),
+                    );
+                }
+            }
+        }
+
+        if tasks.is_empty() {
+            errors.push(source.diagnostic(None, "the configuration defines no tasks"));
+        }
+        if !errors.is_empty() {
+            return Err(Error::Config(errors));
+        }
+        Ok(Config {
+            root,
+            source,
+            builtin,
+            settings,
+            toolchains,
+            tasks: tasks.into_iter().map(|(k, (t, _))| (k, t)).collect(),
+        })
+    }
+}

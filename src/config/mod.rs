@@ -1,0 +1,123 @@
+//! `flamenco-build.toml`, or the built-in Flamenco graph: parsed once and validated before anything
+//! runs. Every error names the file, line and column it comes from.
+
+mod file;
+pub mod flamenco;
+mod path_pattern;
+mod source;
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+pub use path_pattern::{InputSet, OutputPath};
+pub use source::{Diagnostic, Source};
+
+use crate::error::{Error, Result};
+
+/// The file a project describes its graph in.
+pub const CONFIG_FILE: &str = "flamenco-build.toml";
+
+/// A validated project: its settings, toolchains and tasks.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The project root: every path in the config is relative to it.
+    pub root: PathBuf,
+    pub source: Source,
+    /// True when no flamenco-build.toml was found and Flamenco's own graph is used.
+    pub builtin: bool,
+    pub settings: Settings,
+    pub toolchains: BTreeMap<String, Toolchain>,
+    pub tasks: BTreeMap<String, Task>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The artifact cache, relative to the root unless absolute.
+    pub cache_dir: PathBuf,
+    /// The named volume mounted at /cache in every task container.
+    pub cache_volume: String,
+    pub jobs: usize,
+    /// `uid:gid` to run tasks as; by default the invoking user's.
+    pub user: Option<String>,
+}
+
+impl Settings {
+    pub fn default_jobs() -> usize {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(4)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Toolchain {
+    pub name: String,
+    /// The pinned image reference; resolved to an image ID at build time.
+    pub image: String,
+    /// How to build the image when it is missing (relative to the root).
+    pub dockerfile: Option<PathBuf>,
+    pub context: Option<PathBuf>,
+    pub build_args: BTreeMap<String, String>,
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub name: String,
+    pub description: Option<String>,
+    pub toolchain: String,
+    pub deps: Vec<String>,
+    /// Run with `sh -c` in the working directory.
+    pub run: String,
+    /// The working directory, relative to /workspace.
+    pub workdir: String,
+    pub inputs: InputSet,
+    pub outputs: Vec<OutputPath>,
+    /// Host variables passed into the task (their values enter the key, never stored in clear).
+    pub env: Vec<String>,
+    pub network: bool,
+    /// Where the task is declared, and where each dependency is named, for diagnostics.
+    pub span: Option<Range<usize>>,
+    pub dep_spans: Vec<Option<Range<usize>>>,
+    /// Where each input pattern is written.
+    pub input_spans: Vec<Option<Range<usize>>>,
+}
+
+impl Config {
+    /// Reads `flamenco-build.toml` from `root`, or takes the built-in Flamenco graph when there is
+    /// none.
+    pub fn load(root: &Path) -> Result<Config> {
+        let root = root
+            .canonicalize()
+            .map_err(Error::io("cannot open the project folder", root))?;
+        let path = root.join(CONFIG_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Config::parse(root, Source::new(path.display().to_string(), text), false),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Config::parse(
+                root,
+                Source::new(flamenco::SOURCE_NAME, flamenco::GRAPH),
+                true,
+            ),
+            Err(e) => Err(Error::io("cannot read the configuration", path)(e)),
+        }
+    }
+
+    /// Parses and validates a configuration; all problems are reported together.
+    pub fn parse(root: PathBuf, source: Source, builtin: bool) -> Result<Config> {
+        file::ConfigFile::parse(&source)?.validate(root, source, builtin)
+    }
+
+    /// The artifact cache folder, absolute.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.root.join(&self.settings.cache_dir)
+    }
+
+    pub fn task(&self, name: &str) -> Option<&Task> {
+        self.tasks.get(name)
+    }
+}
+
+#[cfg(test)]
+mod tests;

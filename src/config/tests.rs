@@ -1,0 +1,199 @@
+use std::path::PathBuf;
+
+use super::*;
+use crate::graph::Graph;
+
+const ISSUE_SHAPE: &str = r#"
+[settings]                                   # every key optional
+cache_dir = ".build-cache"
+cache_volume = "flamenco-build-cache"
+jobs = 4
+
+[toolchains.go]
+image = "flamenco-build/go:1.23"
+dockerfile = "dockerfiles/toolchains/go.Dockerfile"
+context = "dockerfiles/toolchains"
+env = { GOCACHE = "/cache/go-build", GOMODCACHE = "/cache/go-mod", CGO_ENABLED = "0" }
+
+[toolchains.node]
+image = "flamenco-build/node:22"
+
+[tasks.generate-go]
+toolchain = "go"
+run = "go run ./tools/gengo"
+inputs = ["tools/**"]
+outputs = ["pkg/api/openapi.gen.go"]
+
+[tasks.webapp-static]
+toolchain = "node"
+run = "node build.mjs"
+inputs = ["web/app/**"]
+outputs = ["web/static"]
+
+[tasks.manager]
+toolchain = "go"
+deps = ["generate-go", "webapp-static"]
+run = "go build -o flamenco-manager ./cmd/flamenco-manager"
+inputs = ["go.mod", "cmd/**", "internal/**", "pkg/**", "web/web.go"]
+outputs = ["flamenco-manager"]
+env = ["GOOS", "GOARCH", "LDFLAGS"]
+network = false
+"#;
+
+fn parse(text: &str) -> Result<Config> {
+    Config::parse(
+        PathBuf::from("/p"),
+        Source::new("flamenco-build.toml", text),
+        false,
+    )
+}
+
+fn errors(text: &str) -> Vec<String> {
+    let r = parse(text).and_then(|c| Graph::new(&c).map(|_| c));
+    match r {
+        Err(Error::Config(ds)) => ds
+            .iter()
+            .map(|d| format!("{}:{}: {}", d.line, d.column, d.message))
+            .collect(),
+        Err(e) => panic!("not a config error: {e}"),
+        Ok(_) => panic!("config was accepted"),
+    }
+}
+
+#[test]
+fn the_issue_shape_parses() {
+    let c = parse(ISSUE_SHAPE).unwrap();
+    assert_eq!(c.settings.jobs, 4);
+    assert_eq!(c.settings.cache_volume, "flamenco-build-cache");
+    let go = &c.toolchains["go"];
+    assert_eq!(go.env["CGO_ENABLED"], "0");
+    assert_eq!(
+        go.context.as_deref(),
+        Some(std::path::Path::new("dockerfiles/toolchains"))
+    );
+    let m = &c.tasks["manager"];
+    assert_eq!(m.deps, ["generate-go", "webapp-static"]);
+    assert_eq!(m.env, ["GOOS", "GOARCH", "LDFLAGS"]);
+    assert!(!m.network);
+    assert_eq!(m.workdir, ".");
+    let g = Graph::new(&c).unwrap();
+    assert_eq!(g.order(), ["generate-go", "webapp-static", "manager"]);
+    assert_eq!(
+        g.plan(&c, &["webapp-static".into()]).unwrap(),
+        ["webapp-static"]
+    );
+}
+
+#[test]
+fn the_builtin_flamenco_graph_is_valid() {
+    let c = Config::parse(
+        PathBuf::from("/p"),
+        Source::new(flamenco::SOURCE_NAME, flamenco::GRAPH),
+        true,
+    )
+    .unwrap();
+    let g = Graph::new(&c).unwrap();
+    for t in [
+        "generate-go",
+        "generate-py",
+        "generate-js",
+        "webapp-static",
+        "manager",
+        "worker",
+    ] {
+        assert!(c.tasks.contains_key(t), "{t} missing");
+    }
+    assert_eq!(
+        c.tasks["manager"].deps,
+        ["generate-go", "webapp-static", "addon-zip"]
+    );
+    assert_eq!(c.tasks["webapp-static"].deps, ["generate-js"]);
+    assert_eq!(c.tasks["worker"].deps, ["generate-go"]);
+    let order = g.order();
+    let pos = |t: &str| order.iter().position(|x| x == t).unwrap();
+    assert!(pos("generate-js") < pos("webapp-static"));
+    assert!(pos("webapp-static") < pos("manager"));
+}
+
+#[test]
+fn unknown_keys_point_at_their_line() {
+    let text = ISSUE_SHAPE.replace("network = false", "network = false\ncolour = \"red\"");
+    let e = errors(&text);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].starts_with("36:1: unknown field `colour`"), "{e:?}");
+}
+
+#[test]
+fn unknown_toolchain_and_dependency() {
+    let text = ISSUE_SHAPE
+        .replace("toolchain = \"node\"", "toolchain = \"nodejs\"")
+        .replace("deps = [\"generate-go\", ", "deps = [\"generate-gox\", ");
+    let e = errors(&text);
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("23:13: task `webapp-static` uses unknown toolchain `nodejs`")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("30:9: task `manager` depends on unknown task `generate-gox`")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn cycles_are_printed_whole() {
+    let text = ISSUE_SHAPE.replace(
+        "run = \"node build.mjs\"",
+        "deps = [\"manager\"]\nrun = \"node build.mjs\"",
+    );
+    let e = errors(&text);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].contains("dependency cycle: manager -> webapp-static -> manager"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn duplicate_outputs_empty_run_bad_glob_and_escapes() {
+    let text = ISSUE_SHAPE
+        .replace(
+            "outputs = [\"web/static\"]",
+            "outputs = [\"web/static\", \"flamenco-manager\"]",
+        )
+        .replace("run = \"go run ./tools/gengo\"", "run = \"  \"")
+        .replace(
+            "inputs = [\"tools/**\"]",
+            "inputs = [\"tools/[\", \"../secrets\"]",
+        );
+    let e = errors(&text);
+    assert!(
+        e.iter()
+            .any(|m| m.contains("both claim output `flamenco-manager`")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.contains("`generate-go` has an empty `run`")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter().any(|m| m.contains("cannot parse glob `tools/[`")),
+        "{e:?}"
+    );
+    let text = ISSUE_SHAPE.replace("inputs = [\"tools/**\"]", "inputs = [\"../secrets\"]");
+    assert!(errors(&text)[0].contains("escapes the project root"));
+    let text = ISSUE_SHAPE.replace("outputs = [\"web/static\"]", "outputs = [\"/etc\"]");
+    assert!(errors(&text)[0].contains("is absolute"));
+}
+
+#[test]
+fn malformed_toml_points_at_the_line() {
+    let e = errors("[settings]\njobs = 4\n[tasks.x\n");
+    assert_eq!(e.len(), 1);
+    assert!(e[0].starts_with("3:"), "{e:?}");
+    let e = errors("[settings]\njobs = \"four\"\n");
+    assert!(e[0].starts_with("2:8:"), "{e:?}");
+}

@@ -1,0 +1,154 @@
+//! Error kinds of the library and the exit code each maps to.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::config::Diagnostic;
+
+/// Every failure the library reports. `main` prints it and exits with [`Error::exit_code`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}", Diagnostics(.0))]
+    Config(Vec<Diagnostic>),
+
+    #[error("unknown target `{name}`; the graph has: {known}")]
+    UnknownTarget { name: String, known: String },
+
+    #[error(
+        "cannot reach the Docker engine at {host}: {reason}\n  is the Docker daemon running? \
+         (DOCKER_HOST selects another engine)"
+    )]
+    DockerUnavailable { host: String, reason: String },
+
+    #[error("Docker engine at {host}: {context}: {source}")]
+    Docker {
+        host: String,
+        context: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+
+    #[error(
+        "toolchain `{toolchain}` needs image `{image}`, which is not available:\n{attempts}\n  \
+         provide it one of three ways: build or load it locally (for this repository's images: \
+         scripts/toolchain-images.sh), make it pullable from a registry, or give the toolchain a \
+         `dockerfile` in flamenco-build.toml"
+    )]
+    ImageUnavailable {
+        toolchain: String,
+        image: String,
+        attempts: String,
+    },
+
+    #[error("{}", TaskFailure { task, code, log_tail, oom: *oom })]
+    TaskFailed {
+        task: String,
+        code: i64,
+        oom: bool,
+        log_tail: Vec<String>,
+    },
+
+    #[error("task `{task}` did not produce its declared output `{output}`")]
+    MissingOutput { task: String, output: String },
+
+    #[error("task `{task}`: refused entry `{entry}` in its output archive: {reason}")]
+    UnsafeArchive {
+        task: String,
+        entry: String,
+        reason: String,
+    },
+
+    #[error("{context} ({}): {source}", path.display())]
+    Io {
+        context: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("interrupted by {signal}; removed the run's containers")]
+    Interrupted { signal: &'static str, code: i32 },
+}
+
+impl Error {
+    /// The process exit status for this error: 1 a task failed, 2 the configuration or the
+    /// command line is wrong, 3 the Docker engine cannot be used, 4 a toolchain image is missing,
+    /// 5 a local I/O failure, 128+N for a signal.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::TaskFailed { .. }
+            | Error::MissingOutput { .. }
+            | Error::UnsafeArchive { .. } => 1,
+            Error::Config(_) | Error::UnknownTarget { .. } => 2,
+            Error::DockerUnavailable { .. } | Error::Docker { .. } => 3,
+            Error::ImageUnavailable { .. } => 4,
+            Error::Io { .. } => 5,
+            Error::Interrupted { code, .. } => *code,
+        }
+    }
+
+    pub(crate) fn io(
+        context: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io {
+            context,
+            path,
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+struct Diagnostics<'a>(&'a [Diagnostic]);
+
+impl fmt::Display for Diagnostics<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        if self.0.len() > 1 {
+            write!(f, "\n{} errors in the configuration", self.0.len())?;
+        }
+        Ok(())
+    }
+}
+
+struct TaskFailure<'a> {
+    task: &'a str,
+    code: &'a i64,
+    log_tail: &'a [String],
+    oom: bool,
+}
+
+impl fmt::Display for TaskFailure<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.oom {
+            write!(
+                f,
+                "task `{}` was killed: out of memory (exit code {})",
+                self.task, self.code
+            )?;
+        } else {
+            write!(
+                f,
+                "task `{}` failed with exit code {}",
+                self.task, self.code
+            )?;
+        }
+        if self.log_tail.is_empty() {
+            write!(f, " (it printed nothing)")
+        } else {
+            write!(f, "; the last {} lines of its log:", self.log_tail.len())?;
+            for line in self.log_tail {
+                write!(f, "\n  {}| {line}", self.task)?;
+            }
+            Ok(())
+        }
+    }
+}

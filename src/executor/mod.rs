@@ -1,0 +1,64 @@
+//! Running one task somewhere hermetic: the [`Executor`] trait and what it is given.
+//!
+//! The Docker executor ([`DockerEngine`]) creates a container per task, uploads one tar of the
+//! task's files, runs it, and downloads its declared outputs into a staging folder. A local
+//! executor (tasks as processes inside a build container) comes with the Docker workflow.
+
+mod docker;
+mod image_provider;
+pub mod tarball;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use docker::{DockerEngine, LABEL_HOST, LABEL_PID, LABEL_ROOT, LABEL_RUN, LABEL_TASK};
+pub use image_provider::{ImageProvider, Provenance};
+
+use crate::config::Task;
+use crate::error::Result;
+use crate::fingerprint::InputFile;
+
+/// Receives each line a task prints, as it prints it.
+pub type LogSink = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Everything an executor needs to run one task.
+pub struct TaskJob<'a> {
+    pub task: &'a Task,
+    /// The resolved image ID of the task's toolchain.
+    pub image_id: String,
+    /// Toolchain env, then the task's declared host variables.
+    pub env: Vec<(String, String)>,
+    /// The task's inputs and its dependencies' outputs, sorted by path.
+    pub files: Vec<InputFile>,
+    /// `uid:gid` the task runs as; the files it receives belong to it.
+    pub user: (u32, u32),
+    pub cache_volume: String,
+    pub log: LogSink,
+}
+
+/// Where the time of one task run went.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Timings {
+    pub create: Duration,
+    pub upload: Duration,
+    pub run: Duration,
+    pub download: Duration,
+    pub remove: Duration,
+}
+
+impl Timings {
+    pub fn total(&self) -> Duration {
+        self.create + self.upload + self.run + self.download + self.remove
+    }
+}
+
+/// Runs tasks hermetically: only `job.files` are visible to the task, and only its declared
+/// outputs come back, checked, into `staging` (project-relative paths).
+pub trait Executor {
+    fn run(
+        &self,
+        job: &TaskJob<'_>,
+        staging: &Path,
+    ) -> impl std::future::Future<Output = Result<Timings>> + Send;
+}

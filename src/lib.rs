@@ -1,0 +1,16 @@
+//! flamenco-build: builds a project described as a graph of tasks, each in a pinned toolchain
+//! container driven through the Docker Engine API.
+//!
+//! The modules follow the data flow: [`config`] → [`graph`] → [`fingerprint`] → [`executor`] →
+//! [`scheduler`] → [`report`]; [`cli`] wires them to the command line.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod executor;
+pub mod fingerprint;
+pub mod graph;
+pub mod report;
+pub mod scheduler;
+
+pub use error::{Error, Result};

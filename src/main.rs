@@ -1,0 +1,15 @@
+use clap::Parser;
+
+fn main() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FLAMENCO_BUILD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = flamenco_build::cli::Cli::parse();
+    if let Err(e) = cli.execute() {
+        eprintln!("error: {e}");
+        std::process::exit(e.exit_code());
+    }
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests: the real `flamenco-build` binary against the real Docker engine.
+//! They fail, never skip, when no engine answers.
+
+mod support;
+
+mod core_loop;
+mod remote_engine;

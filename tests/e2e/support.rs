@@ -1,0 +1,236 @@
+//! Test support: the real binary, the real engine, labelled resources cleaned up on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Fails (never skips) when no Docker engine answers: these tests exist to run against one.
+pub fn require_docker() {
+    static CHECKED: OnceLock<()> = OnceLock::new();
+    CHECKED.get_or_init(|| {
+        let out = Command::new("docker")
+            .args(["version", "--format", "{{.Server.Version}}"])
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => panic!(
+                "these tests need a Docker engine and none answers: {}",
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => panic!("these tests need the docker CLI and a Docker engine: {e}"),
+        }
+    });
+}
+
+/// Makes the pinned toolchain images (cached by content tag: fast when they exist).
+pub fn require_toolchain_images() {
+    require_docker();
+    static MADE: OnceLock<()> = OnceLock::new();
+    MADE.get_or_init(|| {
+        let status = Command::new("bash")
+            .arg(repo().join("scripts/toolchain-images.sh"))
+            .status()
+            .expect("run scripts/toolchain-images.sh");
+        assert!(status.success(), "scripts/toolchain-images.sh failed");
+    });
+}
+
+/// A unique label for one test's resources; everything carrying it is removed on drop.
+pub struct Labels {
+    pub key: String,
+    pub value: String,
+}
+
+impl Labels {
+    pub fn new() -> Labels {
+        Labels {
+            key: "dev.flamenco-build.test".into(),
+            value: format!("t{}-{}", std::process::id(), uuid()),
+        }
+    }
+
+    pub fn arg(&self) -> String {
+        format!("{}={}", self.key, self.value)
+    }
+
+    pub fn filter(&self) -> String {
+        format!("label={}={}", self.key, self.value)
+    }
+
+    /// Containers (running or not) that carry this test's label.
+    pub fn containers(&self) -> Vec<String> {
+        docker_lines(&["ps", "-aq", "--filter", &self.filter()])
+    }
+
+    pub fn volumes(&self) -> Vec<String> {
+        docker_lines(&["volume", "ls", "-q", "--filter", &self.filter()])
+    }
+}
+
+impl Drop for Labels {
+    fn drop(&mut self) {
+        let containers = self.containers();
+        if !containers.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(containers.iter().map(String::as_str));
+            let _ = Command::new("docker").args(&args).output();
+        }
+        for v in self.volumes() {
+            let _ = Command::new("docker")
+                .args(["volume", "rm", "-f", &v])
+                .output();
+        }
+    }
+}
+
+pub fn docker_lines(args: &[&str]) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+pub fn uuid() -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{nanos:x}{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A project in a temporary folder, with its own cache volume and labels.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    pub labels: Labels,
+    pub volume: String,
+}
+
+impl Project {
+    /// A copy of examples/flamenco-mini without any built outputs, its cache volume renamed.
+    pub fn example() -> Project {
+        let labels = Labels::new();
+        let volume = format!("fbtest-{}", labels.value);
+        let dir = tempfile::tempdir().unwrap();
+        let src = repo().join("examples/flamenco-mini");
+        let files = Command::new("git")
+            .arg("-C")
+            .arg(&src)
+            .args([
+                "ls-files",
+                "--cached",
+                "--others",
+                "--exclude-standard",
+                ".",
+            ])
+            .output()
+            .unwrap();
+        for rel in String::from_utf8_lossy(&files.stdout).lines() {
+            let to = dir.path().join(rel);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(src.join(rel), &to).unwrap();
+        }
+        let cfg = dir.path().join("flamenco-build.toml");
+        let text = std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace(
+                "../../dockerfiles",
+                &repo().join("dockerfiles").display().to_string(),
+            )
+            .replace(
+                "cache_volume = \"flamenco-build-cache\"",
+                &format!("cache_volume = \"{volume}\""),
+            );
+        std::fs::write(&cfg, text).unwrap();
+        Project {
+            dir,
+            labels,
+            volume,
+        }
+    }
+
+    /// A project with the given tasks on the Go toolchain image.
+    pub fn tiny(tasks: &str) -> Project {
+        let labels = Labels::new();
+        let volume = format!("fbtest-{}", labels.value);
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[settings]\ncache_volume = \"{volume}\"\n\n[toolchains.go]\nimage = \"flamenco-build/go:1.23\"\n\n{tasks}"
+        );
+        std::fs::write(dir.path().join("flamenco-build.toml"), text).unwrap();
+        Project {
+            dir,
+            labels,
+            volume,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    /// `flamenco-build -C <project> --label <test label> ARGS…`
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_flamenco-build"));
+        c.arg("-C")
+            .arg(self.path())
+            .arg("--label")
+            .arg(self.labels.arg())
+            .args(args);
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.cmd(args).output().expect("run flamenco-build"))
+    }
+}
+
+/// The outcome of one invocation.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
