@@ -278,7 +278,7 @@ fn graph_prints_text_and_dot() {
     let r = p.run(&["graph"]).ok();
     assert!(
         r.stdout
-            .contains("manager [go] <- generate-go, generate-py, webapp-static"),
+            .contains("manager [go] <- generate-go, webapp-static, generate-py"),
         "{}",
         r.stdout
     );

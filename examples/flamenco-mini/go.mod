@@ -1,0 +1,3 @@
+module example.org/flamenco-mini
+
+go 1.23
