@@ -66,6 +66,9 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error("{count} cache entries were corrupt and have been evicted")]
+    CacheCorrupt { count: usize },
+
     #[error("interrupted by {signal}; removed the run's containers")]
     Interrupted { signal: &'static str, code: i32 },
 }
@@ -82,7 +85,7 @@ impl Error {
             Error::Config(_) | Error::UnknownTarget { .. } => 2,
             Error::DockerUnavailable { .. } | Error::Docker { .. } => 3,
             Error::ImageUnavailable { .. } => 4,
-            Error::Io { .. } => 5,
+            Error::Io { .. } | Error::CacheCorrupt { .. } => 5,
             Error::Interrupted { code, .. } => *code,
         }
     }

@@ -167,11 +167,10 @@ fn find_cycle(config: &Config) -> Option<Vec<String>> {
         marks.insert(name, Mark::Active);
         path.push(name);
         for dep in &config.tasks[name].deps {
-            if config.tasks.contains_key(dep) {
-                if let Some(c) = visit(config, dep, marks, path) {
+            if config.tasks.contains_key(dep)
+                && let Some(c) = visit(config, dep, marks, path) {
                     return Some(c);
                 }
-            }
         }
         path.pop();
         marks.insert(name, Mark::Done);

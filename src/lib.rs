@@ -4,6 +4,7 @@
 //! The modules follow the data flow: [`config`] → [`graph`] → [`fingerprint`] → [`executor`] →
 //! [`scheduler`] → [`report`]; [`cli`] wires them to the command line.
 
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod error;

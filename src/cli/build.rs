@@ -1,4 +1,5 @@
-//! `build`: resolve the images a plan needs, then run it with Ctrl-C cleaning up after itself.
+//! The build modes: resolve the images a plan needs, then run it, with Ctrl-C cleaning up after
+//! itself.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -6,18 +7,47 @@ use std::future::Future;
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::{Cli, run_id};
+use crate::cache::LocalCache;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::executor::{DockerEngine, ImageProvider, Provenance};
+use crate::fingerprint::StatCache;
 use crate::graph::Graph;
 use crate::report::Reporter;
-use crate::scheduler::Scheduler;
+use crate::scheduler::{CacheMode, Scheduler};
+
+/// Which of the seed's build modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `build`: every task runs; the cache is neither read nor written.
+    Original,
+    /// `build-incremental`: the cache, one task at a time.
+    Incremental,
+}
+
+/// Options every build mode takes.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct BuildArgs {
+    /// Tasks to build (default: all).
+    pub targets: Vec<String>,
+    /// For each task: cache hit or miss, and for a miss what changed since its last recorded run.
+    #[arg(long)]
+    pub explain: bool,
+    /// Say what would run, restore or be up to date, without doing it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Hash every input again instead of trusting the stat cache.
+    #[arg(long)]
+    pub paranoid: bool,
+}
 
 pub(super) struct Build<'a> {
     config: &'a Config,
     plan: Vec<String>,
     engine: DockerEngine,
     verbose: bool,
+    mode: Mode,
+    args: BuildArgs,
 }
 
 impl<'a> Build<'a> {
@@ -25,42 +55,91 @@ impl<'a> Build<'a> {
         cli: &Cli,
         config: &'a Config,
         graph: &Graph,
-        targets: &[String],
+        mode: Mode,
+        args: &BuildArgs,
     ) -> Result<Build<'a>> {
-        let plan = graph.plan(config, targets)?;
+        let plan = graph.plan(config, &args.targets)?;
+        let t = std::time::Instant::now();
         let engine = DockerEngine::connect(&run_id(), &cli.labels).await?;
+        tracing::debug!(took = ?t.elapsed(), "connected to the engine");
         Ok(Build {
             config,
             plan,
             engine,
             verbose: cli.verbose,
+            mode,
+            args: args.clone(),
         })
     }
 
-    /// Resolves the image of every toolchain the plan uses.
-    async fn images(&self) -> Result<BTreeMap<String, String>> {
+    /// Resolves the image of every toolchain the plan uses; with `lookup_only`, only what is present.
+    async fn images(&self, lookup_only: bool) -> Result<BTreeMap<String, String>> {
         let provider = ImageProvider::new(&self.engine, &self.config.root, self.verbose);
-        let mut images = BTreeMap::new();
+        let mut toolchains: Vec<&crate::config::Toolchain> = Vec::new();
         for name in &self.plan {
             let tc = &self.config.toolchains[&self.config.tasks[name].toolchain];
-            if images.contains_key(&tc.name) {
-                continue;
+            if !toolchains.iter().any(|t| t.name == tc.name) {
+                toolchains.push(tc);
             }
-            let (id, how) = provider.ensure(tc).await?;
-            if how != Provenance::Present {
-                eprintln!("toolchain {}: {} is {id} ({how})", tc.name, tc.image);
+        }
+        // Look them all up at once: on a no-change build these are the only engine calls.
+        let found =
+            futures_util::future::join_all(toolchains.iter().map(|tc| provider.lookup(&tc.image)))
+                .await;
+        let mut images = BTreeMap::new();
+        for (tc, id) in toolchains.into_iter().zip(found) {
+            match id? {
+                Some(id) => {
+                    images.insert(tc.name.clone(), id);
+                }
+                None if lookup_only => {}
+                None => {
+                    let (id, how) = provider.ensure(tc).await?;
+                    if how != Provenance::Present {
+                        eprintln!("toolchain {}: {} is {id} ({how})", tc.name, tc.image);
+                    }
+                    images.insert(tc.name.clone(), id);
+                }
             }
-            images.insert(tc.name.clone(), id);
         }
         Ok(images)
+    }
+
+    fn cache_mode(&self) -> Result<Option<CacheMode>> {
+        if self.mode == Mode::Original {
+            return Ok(None);
+        }
+        let cache = LocalCache::open(&self.config.cache_dir())?;
+        let stat_cache = StatCache::load(cache.stat_cache_path(), self.args.paranoid);
+        Ok(Some(CacheMode {
+            cache,
+            stat_cache,
+            explain: self.args.explain,
+        }))
     }
 
     pub(super) async fn run(self) -> Result<()> {
         let engine = self.engine.clone();
         let result = with_signals(&engine, async {
-            let images = self.images().await?;
-            let reporter = Reporter::new("Build", self.verbose);
-            let scheduler = Scheduler::new(self.config, &self.engine, images, reporter);
+            let prefix = match self.mode {
+                Mode::Original => "Build",
+                Mode::Incremental => "Incremental",
+            };
+            let reporter = Reporter::new(prefix, self.verbose);
+            if self.args.dry_run {
+                let images = self.images(true).await?;
+                let scheduler = Scheduler::new(self.config, &self.engine, images, reporter, self.cache_mode()?);
+                return scheduler.dry_run(&self.plan);
+            }
+            let t = std::time::Instant::now();
+            let images = self.images(false).await?;
+            tracing::debug!(took = ?t.elapsed(), "resolved toolchain images");
+            if self.args.explain && self.mode == Mode::Original {
+                for t in &self.plan {
+                    reporter.line(&format!("explain: {t}: runs: `build` always runs every task and never uses the cache"));
+                }
+            }
+            let scheduler = Scheduler::new(self.config, &self.engine, images, reporter, self.cache_mode()?);
             scheduler.run_sequential(&self.plan).await.map(|_| ())
         })
         .await;

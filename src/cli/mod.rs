@@ -1,6 +1,9 @@
 //! The command line: global options and one subcommand per mode, as the seed names them.
 
 mod build;
+mod cache;
+
+pub use build::{BuildArgs, Mode};
 
 use std::path::PathBuf;
 
@@ -40,10 +43,21 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// The original build: the targets and what they need, one task at a time, no artifact cache.
-    Build {
-        /// Tasks to build (default: all).
-        targets: Vec<String>,
+    Build(BuildArgs),
+    /// With the artifact cache, one task at a time: up to date, restored, or run and saved.
+    BuildIncremental(BuildArgs),
+    /// Show what the artifact cache holds.
+    CacheStatus {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
     },
+    /// Remove the artifact cache.
+    CleanCache,
+    /// Re-hash every cache entry against its manifest; report and evict bad ones.
+    CacheVerify,
+    /// Remove the artifact cache, every task's outputs in the workspace, and the cache volume.
+    CleanAll,
     /// Make every toolchain image available (present, pulled, or built) and create the cache volume.
     Setup,
     /// Print the task graph.
@@ -84,12 +98,22 @@ impl Cli {
                 Ok(())
             }
             Command::Setup => self.setup(&config).await,
-            Command::Build { targets } => {
-                build::Build::new(&self, &config, &graph, targets)
+            Command::Build(args) => {
+                build::Build::new(&self, &config, &graph, Mode::Original, args)
                     .await?
                     .run()
                     .await
             }
+            Command::BuildIncremental(args) => {
+                build::Build::new(&self, &config, &graph, Mode::Incremental, args)
+                    .await?
+                    .run()
+                    .await
+            }
+            Command::CacheStatus { json } => cache::status(&config, *json),
+            Command::CleanCache => cache::clean_cache(&config),
+            Command::CacheVerify => cache::verify(&config),
+            Command::CleanAll => cache::clean_all(&config, &self.labels).await,
         }
     }
 

@@ -29,6 +29,16 @@ struct SettingsFile {
     cache_volume: Option<Spanned<String>>,
     jobs: Option<Spanned<i64>>,
     user: Option<Spanned<String>>,
+    cache_max_size: Option<Spanned<SizeValue>>,
+    cache_max_age: Option<Spanned<String>>,
+}
+
+/// A size: bytes as a number, or a string such as "5GB" or "500 MiB".
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SizeValue {
+    Bytes(i64),
+    Text(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,7 +109,36 @@ impl ConfigFile {
                 cache_volume: None,
                 jobs: None,
                 user: None,
+                cache_max_size: None,
+                cache_max_age: None,
             });
+            let cache_max_size = match s.cache_max_size {
+                None => Settings::DEFAULT_MAX_SIZE,
+                Some(v) => {
+                    let parsed = match v.get_ref() {
+                        SizeValue::Bytes(n) if *n >= 0 => Ok(*n as u64),
+                        SizeValue::Bytes(n) => Err(format!("{n} is negative")),
+                        SizeValue::Text(t) => t.parse::<bytesize::ByteSize>().map(|b| b.as_u64()),
+                    };
+                    parsed.unwrap_or_else(|e| {
+                        err(
+                            v.span(),
+                            format!("`cache_max_size` is not a size such as \"5GB\": {e}"),
+                        );
+                        0
+                    })
+                }
+            };
+            let cache_max_age = match s.cache_max_age {
+                None => Settings::DEFAULT_MAX_AGE,
+                Some(v) => humantime::parse_duration(v.get_ref()).unwrap_or_else(|e| {
+                    err(
+                        v.span(),
+                        format!("`cache_max_age` is not a duration such as \"30d\": {e}"),
+                    );
+                    Settings::DEFAULT_MAX_AGE
+                }),
+            };
             let cache_dir = match s.cache_dir {
                 Some(d) if d.get_ref().is_empty() => {
                     err(d.span(), "`cache_dir` is empty".into());
@@ -151,6 +190,8 @@ impl ConfigFile {
                 cache_volume,
                 jobs,
                 user,
+                cache_max_size,
+                cache_max_age,
             }
         };
 

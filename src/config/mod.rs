@@ -40,9 +40,16 @@ pub struct Settings {
     pub jobs: usize,
     /// `uid:gid` to run tasks as; by default the invoking user's.
     pub user: Option<String>,
+    /// The artifact cache is trimmed to this size after each build, least recently used first.
+    pub cache_max_size: u64,
+    /// Entries unused this long are dropped after each build.
+    pub cache_max_age: std::time::Duration,
 }
 
 impl Settings {
+    pub const DEFAULT_MAX_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+    pub const DEFAULT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
     pub fn default_jobs() -> usize {
         std::thread::available_parallelism()
             .map(|n| n.get())

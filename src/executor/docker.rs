@@ -60,15 +60,24 @@ impl DockerEngine {
             reason,
         };
         // The client timeout covers whole uploads and builds; short calls get their own timeouts.
-        let docker = Docker::connect_with_defaults()
-            .map_err(|e| unavailable(e.to_string()))?
-            .with_timeout(Duration::from_secs(4 * 3600));
-        let docker =
-            match tokio::time::timeout(Duration::from_secs(15), docker.negotiate_version()).await {
-                Ok(Ok(d)) => d,
-                Ok(Err(e)) => return Err(unavailable(short_reason(&e))),
-                Err(_) => return Err(unavailable("no answer within 15 s".into())),
-            };
+        // The API version is fixed at 1.41 (Docker 20.10; every later engine still speaks it)
+        // instead of negotiated: the engine's /version call alone costs more than a whole no-change
+        // build may take. The first real request tells whether an engine answers.
+        const TIMEOUT: u64 = 4 * 3600;
+        const API: &bollard::ClientVersion = &bollard::ClientVersion {
+            major_version: 1,
+            minor_version: 41,
+        };
+        let docker = if let Some(path) = host.strip_prefix("unix://") {
+            Docker::connect_with_unix(path, TIMEOUT, API)
+        } else if host.starts_with("tcp://") || host.starts_with("http://") {
+            Docker::connect_with_http(&host, TIMEOUT, API)
+        } else {
+            return Err(unavailable(format!(
+                "DOCKER_HOST `{host}` is not unix://PATH or tcp://HOST:PORT"
+            )));
+        }
+        .map_err(|e| unavailable(e.to_string()))?;
         let mut labels: HashMap<String, String> = extra_labels.iter().cloned().collect();
         labels.insert(LABEL_ROOT.into(), "1".into());
         labels.insert(LABEL_RUN.into(), run_id.into());
@@ -283,6 +292,21 @@ impl DockerEngine {
                     code,
                 },
             }),
+        }
+    }
+
+    /// Removes a volume (`clean-all`); false when there was none.
+    pub async fn remove_volume(&self, name: &str) -> Result<bool> {
+        match self
+            .docker
+            .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(self.err(format!("removing volume {name}"))(e)),
         }
     }
 

@@ -118,11 +118,10 @@ impl InputFiles {
                 Err(e) => return Err(Error::io("cannot read output", start)(e)),
             };
             if !meta.is_dir() {
-                if let Some(f) = input_file(root, &start, &meta)? {
-                    if out.contains(&f.rel) {
+                if let Some(f) = input_file(root, &start, &meta)?
+                    && out.contains(&f.rel) {
                         files.push(f);
                     }
-                }
                 continue;
             }
             for entry in ignore::WalkBuilder::new(&start)
@@ -144,11 +143,10 @@ impl InputFiles {
                     .path()
                     .symlink_metadata()
                     .map_err(Error::io("cannot read output", entry.path()))?;
-                if let Some(f) = input_file(root, entry.path(), &meta)? {
-                    if out.contains(&f.rel) {
+                if let Some(f) = input_file(root, entry.path(), &meta)?
+                    && out.contains(&f.rel) {
                         files.push(f);
                     }
-                }
             }
         }
         files.sort_by(|a, b| a.rel.cmp(&b.rel));

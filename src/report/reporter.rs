@@ -34,6 +34,10 @@ impl Reporter {
         }
     }
 
+    pub fn mode(&self) -> &'static str {
+        self.mode
+    }
+
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }
@@ -58,6 +62,24 @@ impl Reporter {
     pub fn task_completed(&self, index: usize, total: usize, task: &str, took: Duration) {
         self.line(&format!(
             "{}: [{index}/{total}] Completed {task} ({}, total elapsed: {})",
+            self.mode,
+            secs(took),
+            secs(self.elapsed())
+        ));
+    }
+
+    /// A task the cache answered: up to date in the workspace, or restored from the cache.
+    pub fn task_cached(
+        &self,
+        index: usize,
+        total: usize,
+        task: &str,
+        restored: bool,
+        took: Duration,
+    ) {
+        let what = if restored { "Restored" } else { "Up to date" };
+        self.line(&format!(
+            "{}: [{index}/{total}] {what} {task} (cache hit, {}, total elapsed: {})",
             self.mode,
             secs(took),
             secs(self.elapsed())

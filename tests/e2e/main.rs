@@ -3,5 +3,6 @@
 
 mod support;
 
+mod cache;
 mod core_loop;
 mod remote_engine;

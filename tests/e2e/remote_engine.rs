@@ -35,7 +35,11 @@ impl SecondEngine {
             .unwrap_or_else(|| "vfs".into());
         let host = format!("tcp://127.0.0.1:{port}");
         let log = std::fs::File::create(dir.path().join("dockerd.log")).unwrap();
+        // Its own (empty) config: the machine's daemon.json names the machine's data root.
+        std::fs::write(dir.path().join("daemon.json"), "{}").unwrap();
         let child = Command::new("dockerd")
+            .arg("--config-file")
+            .arg(dir.path().join("daemon.json"))
             .arg("--data-root")
             .arg(dir.path().join("data"))
             .arg("--exec-root")

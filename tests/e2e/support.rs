@@ -234,3 +234,43 @@ impl Run {
         format!("{}{}", self.stdout, self.stderr)
     }
 }
+
+/// Counts the engine's container events carrying a test's label between two moments.
+pub struct Events {
+    since: String,
+}
+
+impl Events {
+    pub fn start() -> Events {
+        // The engine's clock, in seconds with fractions, so that events of this test only count.
+        let since = format!("{:.3}", now_secs());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        Events { since }
+    }
+
+    /// Actions (create, extract-to-dir, start, …) of containers with `labels`, until now.
+    pub fn actions(&self, labels: &Labels) -> Vec<String> {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let until = format!("{:.3}", now_secs());
+        docker_lines(&[
+            "events",
+            "--since",
+            &self.since,
+            "--until",
+            &until,
+            "--filter",
+            "type=container",
+            "--filter",
+            &labels.filter(),
+            "--format",
+            "{{.Action}}",
+        ])
+    }
+}
+
+fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}

@@ -1,0 +1,276 @@
+#!/usr/bin/env bash
+# Make the pinned toolchain Docker images locally (no registry needed):
+#   flamenco-build/debian:bookworm  debootstrap --variant=minbase bookworm + docker import
+#   flamenco-build/go:1.23          dockerfiles/toolchains/go.Dockerfile   (bookworm-backports)
+#   flamenco-build/node:22          dockerfiles/toolchains/node.Dockerfile (PyPI wheel)
+#   flamenco-build/java:11          dockerfiles/toolchains/java.Dockerfile (PyPI wheels, + openapi-generator)
+#
+# Every image is built as NAME:VERSION-c<12 hex> (a content tag: sha256 over its recipe,
+# this script and, for the toolchains, the base's content tag) and then tagged NAME:VERSION.
+# If the content-tagged image exists, it is only (re)tagged: no debootstrap, no downloads.
+#
+# Usage: scripts/toolchain-images.sh [--prune | --check | --print-tags | --help]
+#   (none)        make whatever is missing, print one line per image
+#   --prune       the same, then remove this script's own stale content-tagged images
+#                 (NAME:VERSION-c<hash> carrying our labels but not the current hash)
+#   --check       exit 0 if every image exists with its current content tag (and the
+#                 NAME:VERSION tag points at it), else print what is missing and exit 1
+#   --print-tags  print "<key> <NAME:VERSION> <NAME:VERSION-cHASH>" per image, build nothing
+#
+# Environment: DOCKER (default docker), DEBIAN_MIRROR (default http://deb.debian.org/debian).
+# Needs root for debootstrap (only when the base image must be made).
+set -euo pipefail
+
+SCRIPT_PATH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
+REPO_ROOT="$(cd "$(dirname "$SCRIPT_PATH")/.." && pwd)"
+TC_DIR="$REPO_ROOT/dockerfiles/toolchains"
+WHEELS_TXT="$TC_DIR/wheels.txt"
+WHEELS_DIR="$TC_DIR/wheels"
+DOCKER="${DOCKER:-docker}"
+DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+LABEL_KEY="dev.flamenco-build.toolchain"
+
+# key | repository | version tag | Dockerfile (empty: the debootstrap base)
+IMAGES=(
+  "debian|flamenco-build/debian|bookworm|"
+  "go|flamenco-build/go|1.23|go.Dockerfile"
+  "node|flamenco-build/node|22|node.Dockerfile"
+  "java|flamenco-build/java|11|java.Dockerfile"
+)
+
+die() { echo "toolchain-images: $*" >&2; exit 2; }
+log() { echo "toolchain-images: $*" >&2; }
+
+MODE=build
+PRUNE=
+case "${1:-}" in
+  "") ;;
+  --prune) MODE=build; PRUNE=1 ;;
+  --check) MODE=check ;;
+  --print-tags) MODE=print ;;
+  -h|--help) sed -n '2,/^set -euo/p' "$SCRIPT_PATH" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+  *) die "unknown option: $1 (try --help)" ;;
+esac
+[ $# -le 1 ] || die "too many arguments"
+
+sha() { sha256sum | cut -c1-12; }
+# This script's own contribution to every content tag: its text without comment-only
+# and blank lines, so editing comments does not force a rebuild.
+script_recipe() { grep -vE '^[[:space:]]*(#|$)' "$SCRIPT_PATH"; }
+
+# ---- content tags ---------------------------------------------------------------
+declare -A CTAG ALIAS CONTENT
+BASE_HASH="$(
+  { printf 'base:debootstrap --variant=minbase bookworm %s\n' "$DEBIAN_MIRROR"; script_recipe; } | sha
+)"
+for spec in "${IMAGES[@]}"; do
+  IFS='|' read -r key repo ver dockerfile <<<"$spec"
+  if [ -z "$dockerfile" ]; then
+    h="$BASE_HASH"
+  else
+    [ -f "$TC_DIR/$dockerfile" ] || die "missing $TC_DIR/$dockerfile"
+    h="$(
+      {
+        printf 'image:%s base:c%s\n' "$key" "$BASE_HASH"
+        cat "$TC_DIR/$dockerfile"
+        # Only the wheel-based images depend on wheels.txt.
+        if grep -q 'wheels/' "$TC_DIR/$dockerfile"; then cat "$WHEELS_TXT"; fi
+        script_recipe
+      } | sha
+    )"
+  fi
+  CTAG[$key]="c$h"
+  ALIAS[$key]="$repo:$ver"
+  CONTENT[$key]="$repo:$ver-c$h"
+done
+
+image_id() { "$DOCKER" image inspect --format '{{.Id}}' "$1" 2>/dev/null || true; }
+
+if [ "$MODE" = print ]; then
+  for spec in "${IMAGES[@]}"; do
+    key="${spec%%|*}"
+    echo "$key ${ALIAS[$key]} ${CONTENT[$key]}"
+  done
+  exit 0
+fi
+
+if [ "$MODE" = check ]; then
+  rc=0
+  for spec in "${IMAGES[@]}"; do
+    key="${spec%%|*}"
+    id="$(image_id "${CONTENT[$key]}")"
+    if [ -z "$id" ]; then
+      echo "missing: ${CONTENT[$key]}"; rc=1
+    elif [ "$(image_id "${ALIAS[$key]}")" != "$id" ]; then
+      echo "stale tag: ${ALIAS[$key]} does not point at ${CONTENT[$key]}"; rc=1
+    else
+      echo "ok: ${ALIAS[$key]} = ${CONTENT[$key]} $id"
+    fi
+  done
+  exit "$rc"
+fi
+
+# ---- build mode -----------------------------------------------------------------
+# One builder at a time per machine; a second caller waits, then takes the fast path.
+LOCK_FILE="${TMPDIR:-/tmp}/flamenco-build-toolchain-images.lock"
+exec 9>>"$LOCK_FILE"
+command -v flock >/dev/null && flock 9
+
+CLEANUP_DIRS=()
+cleanup() {
+  local d
+  for d in "${CLEANUP_DIRS[@]+"${CLEANUP_DIRS[@]}"}"; do
+    [ -n "$d" ] && [ -d "$d" ] || continue
+    # debootstrap mounts proc/sys inside its target; never rm -rf through a mount.
+    awk -v p="$d/" 'index($2, p) == 1 { print $2 }' /proc/mounts | sort -r |
+      while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    rm -rf --one-file-system "$d" || log "could not fully remove $d"
+  done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+report() { # key, status
+  local id; id="$(image_id "${CONTENT[$1]}")"
+  echo "toolchain $1: ${ALIAS[$1]} ($2) $id"
+}
+
+# Tag and report if the content-tagged image exists; returns 1 if it must be built.
+fast_path() {
+  local key="$1"
+  [ -n "$(image_id "${CONTENT[$key]}")" ] || return 1
+  "$DOCKER" tag "${CONTENT[$key]}" "${ALIAS[$key]}"
+  report "$key" cached
+}
+
+need_root() { [ "$(id -u)" = 0 ] || die "$1 needs root"; }
+
+build_base() {
+  local key=debian rootfs start
+  start=$SECONDS
+  if ! command -v debootstrap >/dev/null; then
+    need_root "installing debootstrap"
+    log "installing debootstrap"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+  fi
+  need_root "debootstrap"
+  rootfs="$(mktemp -d "${TMPDIR:-/var/tmp}/flamenco-debootstrap.XXXXXX")"
+  CLEANUP_DIRS+=("$rootfs")
+  log "debootstrap --variant=minbase bookworm (about a minute)"
+  if ! debootstrap --variant=minbase bookworm "$rootfs" "$DEBIAN_MIRROR" >"$rootfs.log" 2>&1; then
+    tail -n 30 "$rootfs.log" >&2; rm -f "$rootfs.log"; die "debootstrap failed"
+  fi
+  rm -f "$rootfs.log"
+  # Docker-friendly trimming, like the official debian images.
+  printf '%s\n' 'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };' \
+    'APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };' \
+    'Dir::Cache::pkgcache ""; Dir::Cache::srcpkgcache "";' >"$rootfs/etc/apt/apt.conf.d/docker-clean"
+  printf '%s\n' 'Acquire::Languages "none";' >"$rootfs/etc/apt/apt.conf.d/docker-no-languages"
+  printf '%s\n' 'APT::Install-Recommends "false";' 'APT::Install-Suggests "false";' >"$rootfs/etc/apt/apt.conf.d/docker-no-recommends"
+  printf '%s\n' 'path-exclude /usr/share/doc/*' 'path-include /usr/share/doc/*/copyright' \
+    'path-exclude /usr/share/man/*' 'path-exclude /usr/share/info/*' 'path-exclude /usr/share/locale/*' \
+    >"$rootfs/etc/dpkg/dpkg.cfg.d/docker-excludes"
+  # Drop docs (keep copyright files), man pages and translations: about 45 MB.
+  find "$rootfs/usr/share/doc" -mindepth 1 -not -type d -not -name copyright -delete
+  find "$rootfs/usr/share/doc" -mindepth 1 -type d -empty -delete
+  rm -rf "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* "$rootfs"/usr/share/locale/* \
+    "$rootfs"/usr/share/lintian/*
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/lib/apt/lists/* \
+    "$rootfs"/var/log/* "$rootfs"/tmp/* "$rootfs"/var/tmp/* "$rootfs"/root/.??* 2>/dev/null || true
+  : >"$rootfs/etc/resolv.conf"; : >"$rootfs/etc/hostname"
+  chmod 1777 "$rootfs/tmp" "$rootfs/var/tmp"
+  tar --numeric-owner --xattrs -C "$rootfs" -c . |
+    "$DOCKER" import \
+      -c "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+      -c "ENV LANG=C.UTF-8" \
+      -c "ENV HOME=/tmp" \
+      -c "LABEL $LABEL_KEY=debian" \
+      -c "LABEL dev.flamenco-build.content-tag=${CTAG[$key]}" \
+      -c 'CMD ["bash"]' \
+      -m "flamenco-build base: debootstrap --variant=minbase bookworm" \
+      - "${CONTENT[$key]}" >/dev/null
+  cleanup; CLEANUP_DIRS=()
+  "$DOCKER" tag "${CONTENT[$key]}" "${ALIAS[$key]}"
+  report "$key" "built in $((SECONDS - start))s"
+}
+
+WHEELS_READY=
+download_wheels() {
+  [ -z "$WHEELS_READY" ] || return 0
+  local pip=()
+  if python3 -m pip --version >/dev/null 2>&1; then pip=(python3 -m pip)
+  elif command -v pip3 >/dev/null; then pip=(pip3)
+  else
+    need_root "installing python3-pip"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip >/dev/null
+    pip=(python3 -m pip)
+  fi
+  mkdir -p "$WHEELS_DIR"
+  log "pip download -r wheels.txt (hash-checked)"
+  # Hashes in wheels.txt switch pip into --require-hashes mode; files already in
+  # $WHEELS_DIR with the right hash are reused, not downloaded again.
+  PIP_DISABLE_PIP_VERSION_CHECK=1 "${pip[@]}" download --quiet --no-deps --only-binary=:all: \
+    --platform manylinux2014_x86_64 --python-version 3.11 \
+    -d "$WHEELS_DIR" -r "$WHEELS_TXT" >&2
+  WHEELS_READY=1
+}
+
+build_image() {
+  local key="$1" dockerfile="$2" start ctx f logf
+  start=$SECONDS
+  if grep -q 'wheels/' "$TC_DIR/$dockerfile"; then download_wheels; fi
+  # A minimal build context: the Dockerfile plus only the wheel files it COPYs.
+  mkdir -p "$WHEELS_DIR"
+  ctx="$(mktemp -d "$WHEELS_DIR/.ctx-$key.XXXXXX")"
+  CLEANUP_DIRS+=("$ctx")
+  mkdir -p "$ctx/wheels"
+  cp "$TC_DIR/$dockerfile" "$ctx/Dockerfile"
+  for f in $(grep -E '^[[:space:]]*COPY[[:space:]]' "$TC_DIR/$dockerfile" |
+               grep -oE '(^|[[:space:]])wheels/[A-Za-z0-9_.*-]*\.whl' | sort -u); do
+    # shellcheck disable=SC2086 # the glob is intended
+    for w in $TC_DIR/$f; do
+      [ -f "$w" ] || die "$dockerfile wants $f but wheels/ has no such file (wheels.txt out of sync?)"
+      ln -f "$w" "$ctx/wheels/" 2>/dev/null || cp -f "$w" "$ctx/wheels/"
+    done
+  done
+  logf="$ctx.log"
+  log "building ${CONTENT[$key]} from $dockerfile"
+  if ! DOCKER_BUILDKIT=0 "$DOCKER" build --network host --force-rm \
+      --build-arg "BASE_IMAGE=${CONTENT[debian]}" \
+      --label "$LABEL_KEY=$key" \
+      --label "dev.flamenco-build.content-tag=${CTAG[$key]}" \
+      -t "${CONTENT[$key]}" "$ctx" >"$logf" 2>&1; then
+    tail -n 40 "$logf" >&2; rm -f "$logf"
+    die "docker build of ${CONTENT[$key]} failed"
+  fi
+  rm -f "$logf"
+  # The classic builder leaves the untagged image of each throwaway stage (unzipped
+  # wheels, a few hundred MB); those stages carry this label, and prune only takes
+  # dangling images, so nothing else is touched.
+  "$DOCKER" image prune -f --filter "label=dev.flamenco-build.build-stage=$key-unpack" >/dev/null || true
+  "$DOCKER" tag "${CONTENT[$key]}" "${ALIAS[$key]}"
+  report "$key" "built in $((SECONDS - start))s"
+}
+
+"$DOCKER" version --format '{{.Server.Version}}' >/dev/null 2>&1 || die "no Docker engine reachable"
+
+for spec in "${IMAGES[@]}"; do
+  IFS='|' read -r key repo ver dockerfile <<<"$spec"
+  fast_path "$key" && continue
+  if [ -z "$dockerfile" ]; then build_base; else build_image "$key" "$dockerfile"; fi
+done
+
+# --prune: untag/remove older content tags made by this script (toolchains before the
+# base, since old toolchain images are children of old base images).
+if [ -n "$PRUNE" ]; then
+  for ((i = ${#IMAGES[@]} - 1; i >= 0; i--)); do
+    IFS='|' read -r key repo ver dockerfile <<<"${IMAGES[$i]}"
+    "$DOCKER" images --filter "label=$LABEL_KEY=$key" --filter "label=dev.flamenco-build.content-tag" \
+        --filter "reference=$repo:$ver-c*" --format '{{.Repository}}:{{.Tag}}' |
+      while read -r ref; do
+        [[ "$ref" =~ ^$repo:$ver-c[0-9a-f]{12}$ ]] || continue
+        [ "$ref" = "${CONTENT[$key]}" ] && continue
+        "$DOCKER" image rm "$ref" >/dev/null && log "pruned $ref"
+      done
+  done
+fi

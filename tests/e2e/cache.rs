@@ -1,0 +1,460 @@
+//! Incremental builds and the artifact cache: what changes a key (and `--explain` names), what
+//! does not, restores, corruption, and two builds at once.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use crate::support::{Events, Project, require_toolchain_images};
+
+/// Two tasks: `gen` turns src/*.txt (minus comment lines) into out/, `use` copies it on.
+fn two_tasks() -> Project {
+    let p = Project::tiny(
+        r#"
+[tasks.gen]
+toolchain = "go"
+run = "mkdir -p out && grep -hv '^#' src/*.txt > out/all.txt; ls -l src | tail -n +2 | cut -c1-10 > out/modes"
+inputs = ["src/**"]
+outputs = ["out"]
+env = ["FB_TEST_VAR"]
+
+[tasks.use]
+toolchain = "go"
+deps = ["gen"]
+run = "cp out/all.txt final.txt"
+outputs = ["final.txt"]
+"#,
+    );
+    p.write("src/a.txt", "alpha\n");
+    p.write("src/b.txt", "beta\n");
+    p
+}
+
+fn ran(r: &crate::support::Run, task: &str) -> bool {
+    r.stdout.contains(&format!("Completed {task} ("))
+}
+
+fn cached(r: &crate::support::Run, task: &str) -> bool {
+    r.stdout.contains(&format!("Up to date {task} ("))
+        || r.stdout.contains(&format!("Restored {task} ("))
+}
+
+/// Builds, applies `change`, builds again with --explain: `gen` must run and its explain line
+/// must name `why`.
+fn assert_rebuilds_because(
+    p: &Project,
+    change: impl FnOnce(&Project),
+    env: &[(&str, &str)],
+    why: &str,
+) {
+    p.run(&["build-incremental"]).ok();
+    change(p);
+    let mut cmd = p.cmd(&["build-incremental", "--explain"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let r = crate::support::Run::from(cmd.output().unwrap()).ok();
+    assert!(ran(&r, "gen"), "gen should have run:\n{}", r.stdout);
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("explain: gen: miss"))
+        .unwrap_or_default();
+    assert!(
+        line.contains(why),
+        "explain should say `{why}`:\n{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn key_changes_with_input_content() {
+    require_toolchain_images();
+    let p = two_tasks();
+    assert_rebuilds_because(
+        &p,
+        |p| p.write("src/a.txt", "alpha2\n"),
+        &[],
+        "input files changed: 1 (src/a.txt)",
+    );
+}
+
+#[test]
+fn key_changes_with_executable_bit() {
+    require_toolchain_images();
+    let p = two_tasks();
+    assert_rebuilds_because(
+        &p,
+        |p| {
+            std::fs::set_permissions(
+                p.path().join("src/b.txt"),
+                std::fs::Permissions::from_mode(0o755),
+            )
+            .unwrap()
+        },
+        &[],
+        "input files changed: 1 (src/b.txt)",
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("out/modes")).unwrap(),
+        "-rw-r--r--\n-rwxr-xr-x\n"
+    );
+}
+
+#[test]
+fn key_changes_with_a_new_input_file() {
+    require_toolchain_images();
+    let p = two_tasks();
+    assert_rebuilds_because(
+        &p,
+        |p| p.write("src/c.txt", "gamma\n"),
+        &[],
+        "input files appeared: 1 (src/c.txt)",
+    );
+}
+
+#[test]
+fn key_changes_with_a_deleted_input_file() {
+    require_toolchain_images();
+    let p = two_tasks();
+    assert_rebuilds_because(
+        &p,
+        |p| std::fs::remove_file(p.path().join("src/b.txt")).unwrap(),
+        &[],
+        "input files vanished: 1 (src/b.txt)",
+    );
+}
+
+#[test]
+fn key_changes_with_a_declared_env_value_and_never_stores_it() {
+    require_toolchain_images();
+    let p = two_tasks();
+    assert_rebuilds_because(
+        &p,
+        |_| {},
+        &[("FB_TEST_VAR", "s3cr3t-value")],
+        "environment variable FB_TEST_VAR changed",
+    );
+    let meta =
+        std::fs::read_to_string(p.path().join(".build-cache/metadata/gen.meta.json")).unwrap();
+    assert!(!meta.contains("s3cr3t-value"));
+}
+
+#[test]
+fn key_changes_with_the_command() {
+    require_toolchain_images();
+    let p = two_tasks();
+    assert_rebuilds_because(
+        &p,
+        |p| {
+            let cfg = p.path().join("flamenco-build.toml");
+            let text = std::fs::read_to_string(&cfg)
+                .unwrap()
+                .replace("> out/modes\"", "> out/modes; true\"");
+            std::fs::write(cfg, text).unwrap();
+        },
+        &[],
+        "command changed",
+    );
+}
+
+#[test]
+fn key_changes_with_the_image_id_of_a_retagged_image() {
+    require_toolchain_images();
+    let p = two_tasks();
+    let tag = format!("flamenco-build/test-retag:{}", p.labels.value);
+    let cfg = p.path().join("flamenco-build.toml");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("flamenco-build/go:1.23", &tag);
+    std::fs::write(&cfg, text).unwrap();
+    let tag_to = |image: &str| {
+        assert!(
+            Command::new("docker")
+                .args(["tag", image, &tag])
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+    tag_to("flamenco-build/go:1.23");
+    struct Untag<'a>(&'a str);
+    impl Drop for Untag<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("docker").args(["rmi", self.0]).output();
+        }
+    }
+    let _untag = Untag(&tag);
+    assert_rebuilds_because(
+        &p,
+        |_| tag_to("flamenco-build/debian:bookworm"),
+        &[],
+        "toolchain image changed",
+    );
+}
+
+#[test]
+fn key_changes_with_a_dependency_output_but_not_with_identical_output() {
+    require_toolchain_images();
+    let p = two_tasks();
+    p.run(&["build-incremental"]).ok();
+    // A comment line: gen runs again, produces the same output, and `use` stays up to date.
+    p.write("src/a.txt", "# a comment\nalpha\n");
+    let r = p.run(&["build-incremental", "--explain"]).ok();
+    assert!(ran(&r, "gen") && cached(&r, "use"), "{}", r.stdout);
+    // Real content: `use` runs, because gen's output changed.
+    p.write("src/a.txt", "alpha, changed\n");
+    let r = p.run(&["build-incremental", "--explain"]).ok();
+    assert!(ran(&r, "use"), "{}", r.stdout);
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("explain: use: miss"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("output of dependency gen changed"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("final.txt")).unwrap(),
+        "alpha, changed\nbeta\n"
+    );
+}
+
+#[test]
+fn touching_files_and_undeclared_env_change_nothing() {
+    require_toolchain_images();
+    let p = two_tasks();
+    p.run(&["build-incremental"]).ok();
+    let f = std::fs::File::options()
+        .write(true)
+        .open(p.path().join("src/a.txt"))
+        .unwrap();
+    f.set_modified(std::time::SystemTime::now()).unwrap();
+    let events = Events::start();
+    let r = crate::support::Run::from(
+        p.cmd(&["build-incremental", "--explain"])
+            .env("SOME_UNDECLARED", "x")
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    assert!(cached(&r, "gen") && cached(&r, "use"), "{}", r.stdout);
+    assert!(r.stdout.contains("explain: gen: hit"), "{}", r.stdout);
+    assert!(
+        events.actions(&p.labels).is_empty(),
+        "a no-change build touched containers"
+    );
+}
+
+#[test]
+fn a_clone_in_another_folder_shares_keys() {
+    require_toolchain_images();
+    let p = two_tasks();
+    let first = p.run(&["build-incremental", "--explain"]).ok();
+    let keys = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter(|l| l.starts_with("explain:"))
+            .map(|l| l.rsplit("(key ").next().unwrap().to_string())
+            .collect()
+    };
+    // Another folder with the same files and the same cache: everything is a hit, same keys.
+    let other = tempfile::tempdir().unwrap();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", p.path().display()))
+        .arg(other.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::remove_file(other.path().join("final.txt")).unwrap();
+    let r = Command::new(env!("CARGO_BIN_EXE_flamenco-build"))
+        .arg("-C")
+        .arg(other.path())
+        .args(["--label", &p.labels.arg(), "build-incremental", "--explain"])
+        .output()
+        .unwrap();
+    let r = crate::support::Run::from(r).ok();
+    assert!(
+        cached(&r, "gen") && r.stdout.contains("Restored use ("),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(keys(&first.stdout), keys(&r.stdout));
+}
+
+#[test]
+fn deleted_outputs_are_restored_without_a_container() {
+    require_toolchain_images();
+    let p = two_tasks();
+    let first = Events::start();
+    p.run(&["build-incremental"]).ok();
+    // The event count sees the containers of a real run (so an empty count below means something).
+    let seen = first.actions(&p.labels);
+    assert!(
+        seen.iter().filter(|a| *a == "create").count() >= 2
+            && seen.contains(&"extract-to-dir".to_string()),
+        "{seen:?}"
+    );
+    std::fs::remove_dir_all(p.path().join("out")).unwrap();
+    std::fs::remove_file(p.path().join("final.txt")).unwrap();
+    let events = Events::start();
+    let r = p.run(&["build-incremental"]).ok();
+    assert!(
+        r.stdout.contains("Restored gen (") && r.stdout.contains("Restored use ("),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("final.txt")).unwrap(),
+        "alpha\nbeta\n"
+    );
+    assert!(
+        events.actions(&p.labels).is_empty(),
+        "a restore created containers"
+    );
+}
+
+/// A corruption of the single archive of `use`, then a build that must notice, evict, rebuild.
+fn corrupt_and_rebuild(corrupt: impl FnOnce(&std::path::Path)) {
+    require_toolchain_images();
+    let p = two_tasks();
+    p.run(&["build-incremental"]).ok();
+    let dir = p.path().join(".build-cache/artifacts/use");
+    let archive = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    corrupt(&archive);
+    std::fs::remove_file(p.path().join("final.txt")).unwrap();
+    let r = p.run(&["build-incremental"]).ok();
+    assert!(
+        r.stderr.contains("corrupt cache entry for use"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        r.stderr.matches("corrupt cache entry").count(),
+        1,
+        "reported once: {}",
+        r.stderr
+    );
+    assert!(ran(&r, "use"), "{}", r.stdout);
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("final.txt")).unwrap(),
+        "alpha\nbeta\n"
+    );
+    p.run(&["cache-verify"]).ok();
+}
+
+#[test]
+fn a_flipped_byte_is_detected_evicted_and_rebuilt() {
+    corrupt_and_rebuild(|a| {
+        let mut bytes = std::fs::read(a).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x5a;
+        std::fs::write(a, bytes).unwrap();
+    });
+}
+
+#[test]
+fn a_truncated_archive_is_detected_evicted_and_rebuilt() {
+    corrupt_and_rebuild(|a| {
+        let bytes = std::fs::read(a).unwrap();
+        std::fs::write(a, &bytes[..bytes.len() / 3]).unwrap();
+    });
+}
+
+#[test]
+fn a_deleted_archive_is_detected_evicted_and_rebuilt() {
+    corrupt_and_rebuild(|a| std::fs::remove_file(a).unwrap());
+}
+
+#[test]
+fn two_builds_at_once_on_one_cache() {
+    require_toolchain_images();
+    let p = two_tasks();
+    let a = p
+        .cmd(&["build-incremental"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let b = p
+        .cmd(&["build-incremental"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    crate::support::Run::from(a.wait_with_output().unwrap()).ok();
+    crate::support::Run::from(b.wait_with_output().unwrap()).ok();
+    let v = p.run(&["cache-verify"]).ok();
+    assert!(v.stdout.contains("0 bad"), "{}", v.stdout);
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("final.txt")).unwrap(),
+        "alpha\nbeta\n"
+    );
+}
+
+#[test]
+fn cache_status_and_cleaning_say_what_they_did() {
+    require_toolchain_images();
+    let p = two_tasks();
+    p.run(&["build-incremental"]).ok();
+    let s = p.run(&["cache-status"]).ok();
+    assert!(
+        s.stdout
+            .starts_with("Build Cache Status:\n  Targets cached: 2\n  Cache size: "),
+        "{}",
+        s.stdout
+    );
+    assert!(s.stdout.contains(" bytes)"), "{}", s.stdout);
+    let j = p.run(&["cache-status", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
+    assert_eq!(v["targets_cached"], 2);
+    let c = p.run(&["clean-cache"]).ok();
+    assert!(c.stdout.starts_with("Cache: removed "), "{}", c.stdout);
+    let s = p.run(&["cache-status"]).ok();
+    assert!(s.stdout.contains("Targets cached: 0"), "{}", s.stdout);
+    let all = p.run(&["clean-all"]).ok();
+    assert!(
+        all.stdout.contains("Outputs: removed 3 files"),
+        "{}",
+        all.stdout
+    );
+    assert!(
+        all.stdout
+            .contains(&format!("Volume: removed {}", p.volume)),
+        "{}",
+        all.stdout
+    );
+    assert!(!p.path().join("out").exists() && !p.path().join("final.txt").exists());
+    assert!(p.path().join("src/a.txt").exists());
+}
+
+/// The no-change build of the example creates no container and uploads nothing.
+#[test]
+fn a_no_change_build_of_the_example_touches_no_container() {
+    require_toolchain_images();
+    let p = Project::example();
+    p.run(&["build-incremental"]).ok();
+    let events = Events::start();
+    let r = p.run(&["build-incremental"]).ok();
+    for task in [
+        "generate-go",
+        "generate-py",
+        "generate-js",
+        "webapp-static",
+        "manager",
+        "worker",
+    ] {
+        assert!(
+            r.stdout.contains(&format!("Up to date {task} (")),
+            "{task}: {}",
+            r.stdout
+        );
+    }
+    assert_eq!(events.actions(&p.labels), Vec::<String>::new());
+}
