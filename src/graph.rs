@@ -168,9 +168,10 @@ fn find_cycle(config: &Config) -> Option<Vec<String>> {
         path.push(name);
         for dep in &config.tasks[name].deps {
             if config.tasks.contains_key(dep)
-                && let Some(c) = visit(config, dep, marks, path) {
-                    return Some(c);
-                }
+                && let Some(c) = visit(config, dep, marks, path)
+            {
+                return Some(c);
+            }
         }
         path.pop();
         marks.insert(name, Mark::Done);

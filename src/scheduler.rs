@@ -1,10 +1,15 @@
 //! Runs a plan of tasks: for each, its key → up to date / restore / run → save, and the outputs
 //! put in place. The one module that knows config, fingerprint, cache, executor and report.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use serde_json::json;
 
 use crate::cache::LocalCache;
 use crate::config::{Config, Task};
@@ -14,7 +19,7 @@ use crate::fingerprint::{
     FileDigest, InputFile, InputFiles, KEY_FORMAT, KeyRecipe, Manifest, StatCache, TaskKey,
     env_value_hash, manifest_hash,
 };
-use crate::report::Reporter;
+use crate::report::{CACHE_ROW, Reporter, Trace};
 
 /// Variables a task may declare that flamenco-build derives when the host does not set them.
 pub const DERIVED_ENV: &[&str] = &["GITHASH"];
@@ -37,6 +42,10 @@ pub enum CacheResult {
 #[derive(Debug, Clone)]
 pub struct TaskOutcome {
     pub task: String,
+    /// Its number in the progress lines (`[3/6]`).
+    pub index: usize,
+    /// When it began, after the build began.
+    pub began: Duration,
     pub result: CacheResult,
     pub key: Option<TaskKey>,
     /// The task's outputs as they now are in the workspace (cached modes only).
@@ -56,11 +65,129 @@ pub struct CacheMode {
     pub explain: bool,
 }
 
-/// What a finished build did, per task.
+/// How a task of a build ended.
+#[derive(Debug, Clone)]
+pub enum TaskState {
+    Done(TaskOutcome),
+    Failed(String),
+    /// Stopped while running because another task failed.
+    Cancelled,
+    /// Not started: a dependency failed (`--keep-going`).
+    Skipped,
+    /// Not started: the build stopped first.
+    NotStarted,
+}
+
+impl TaskState {
+    pub fn label(&self) -> &'static str {
+        match self {
+            TaskState::Done(o) => match o.result {
+                CacheResult::UpToDate => "up-to-date",
+                CacheResult::Restored => "restored",
+                CacheResult::Built => "built",
+                CacheResult::Ran => "ran",
+            },
+            TaskState::Failed(_) => "failed",
+            TaskState::Cancelled => "cancelled",
+            TaskState::Skipped => "skipped",
+            TaskState::NotStarted => "not-started",
+        }
+    }
+}
+
+/// What a build did, per task in plan order.
 #[derive(Debug, Default)]
 pub struct BuildSummary {
-    pub tasks: Vec<TaskOutcome>,
+    pub tasks: Vec<(String, TaskState)>,
     pub wall: Duration,
+    pub jobs: usize,
+}
+
+impl BuildSummary {
+    /// The `--json` document: per task its status, key, cache result and phase times.
+    pub fn to_json(&self) -> serde_json::Value {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let tasks: Vec<serde_json::Value> = self
+            .tasks
+            .iter()
+            .map(|(name, state)| {
+                let mut v = json!({ "task": name, "status": state.label() });
+                match state {
+                    TaskState::Done(o) => {
+                        v["key"] = json!(o.key.as_ref().map(|k| k.0.clone()));
+                        v["cache"] = json!(match o.result {
+                            CacheResult::UpToDate | CacheResult::Restored => "hit",
+                            CacheResult::Built => "miss",
+                            CacheResult::Ran => "not-used",
+                        });
+                        v["times_ms"] = json!({
+                            "key": ms(o.key_time),
+                            "create": ms(o.run.create),
+                            "upload": ms(o.run.upload),
+                            "run": ms(o.run.run),
+                            "download": ms(o.run.download),
+                            "remove": ms(o.run.remove),
+                            "restore": ms(o.restore_time),
+                            "save": ms(o.save_time),
+                            "total": ms(o.total),
+                        });
+                        v["started_ms"] = json!(ms(o.began));
+                    }
+                    TaskState::Failed(e) => v["error"] = json!(e),
+                    _ => {}
+                }
+                v
+            })
+            .collect();
+        let ok = self
+            .tasks
+            .iter()
+            .all(|(_, s)| matches!(s, TaskState::Done(_)));
+        json!({
+            "status": if ok { "ok" } else { "failed" },
+            "wall_ms": ms(self.wall),
+            "jobs": self.jobs,
+            "tasks": tasks,
+        })
+    }
+}
+
+/// The container slots of a build: a task holds one only while its container exists.
+struct Slots {
+    permits: tokio::sync::Semaphore,
+    free: Mutex<Vec<usize>>,
+}
+
+impl Slots {
+    fn new(n: usize) -> Slots {
+        Slots {
+            permits: tokio::sync::Semaphore::new(n),
+            free: Mutex::new((1..=n).rev().collect()),
+        }
+    }
+
+    async fn acquire(&self) -> (tokio::sync::SemaphorePermit<'_>, SlotId<'_>) {
+        let permit = self.permits.acquire().await.expect("never closed");
+        let id = self
+            .free
+            .lock()
+            .expect("slots")
+            .pop()
+            .expect("a permit means a free slot");
+        (permit, SlotId { slots: self, id })
+    }
+}
+
+/// A slot's number (the trace's row), given back on drop.
+struct SlotId<'a> {
+    slots: &'a Slots,
+    id: usize,
+}
+
+impl Drop for SlotId<'_> {
+    fn drop(&mut self) {
+        self.slots.free.lock().expect("slots").push(self.id);
+    }
 }
 
 /// Runs tasks of one config on one executor.
@@ -72,6 +199,15 @@ pub struct Scheduler<'a, E: Executor> {
     user: (u32, u32),
     reporter: Reporter,
     cache: Option<CacheMode>,
+    jobs: usize,
+    slots: Slots,
+    trace: Option<Trace>,
+    /// Progress numbers handed out so far, and the number each task got.
+    counter: AtomicUsize,
+    total: AtomicUsize,
+    indices: Mutex<HashMap<String, usize>>,
+    /// Tasks whose container was started (a cancelled one was running; others never started).
+    in_container: Mutex<BTreeSet<String>>,
 }
 
 impl<'a, E: Executor> Scheduler<'a, E> {
@@ -99,64 +235,293 @@ impl<'a, E: Executor> Scheduler<'a, E> {
             user,
             reporter,
             cache,
+            jobs: 1,
+            slots: Slots::new(1),
+            trace: None,
+            counter: AtomicUsize::new(0),
+            total: AtomicUsize::new(0),
+            indices: Mutex::default(),
+            in_container: Mutex::default(),
+        }
+    }
+
+    /// At most `jobs` containers at once (parallel mode).
+    pub fn with_jobs(mut self, jobs: usize) -> Self {
+        self.jobs = jobs.max(1);
+        self.slots = Slots::new(self.jobs);
+        self
+    }
+
+    /// Records a span per task phase.
+    pub fn with_trace(mut self, trace: Trace) -> Self {
+        self.trace = Some(trace);
+        self
+    }
+
+    pub fn trace(&self) -> Option<&Trace> {
+        self.trace.as_ref()
+    }
+
+    /// The task's progress number, handed out the first time it is asked for.
+    fn index(&self, task: &str) -> usize {
+        *self
+            .indices
+            .lock()
+            .expect("indices")
+            .entry(task.to_string())
+            .or_insert_with(|| self.counter.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    fn span(&self, name: String, cat: &str, row: usize, start: Instant, dur: Duration) {
+        if let Some(t) = &self.trace {
+            t.span(&name, cat, row, start, dur, json!({}));
+        }
+    }
+
+    /// Reports a finished task in the seed's form.
+    fn report_done(&self, o: &TaskOutcome) {
+        let total = self.total.load(Ordering::Relaxed);
+        match o.result {
+            CacheResult::UpToDate | CacheResult::Restored => self.reporter.task_cached(
+                o.index,
+                total,
+                &o.task,
+                o.result == CacheResult::Restored,
+                o.total,
+            ),
+            CacheResult::Built | CacheResult::Ran => self
+                .reporter
+                .task_completed(o.index, total, &o.task, o.total),
+        }
+    }
+
+    /// `build-optimized`: every task starts the moment its dependencies are done and a slot is
+    /// free (cache hits and restores need no slot). On the first failure nothing new starts and
+    /// running tasks are cancelled; with `keep_going`, everything not depending on a failure runs.
+    pub async fn run_parallel(
+        &self,
+        plan: &[String],
+        keep_going: bool,
+    ) -> (BuildSummary, Result<()>) {
+        let total = plan.len();
+        self.total.store(total, Ordering::Relaxed);
+        self.reporter.start(total, self.jobs);
+        let in_plan: BTreeSet<&str> = plan.iter().map(String::as_str).collect();
+        let mut waiting: HashMap<&str, usize> = plan
+            .iter()
+            .map(|t| {
+                let n = self.config.tasks[t]
+                    .deps
+                    .iter()
+                    .filter(|d| in_plan.contains(d.as_str()))
+                    .count();
+                (t.as_str(), n)
+            })
+            .collect();
+        let mut ready: VecDeque<&str> = plan
+            .iter()
+            .map(String::as_str)
+            .filter(|t| waiting[t] == 0)
+            .collect();
+        let mut states: HashMap<String, TaskState> = HashMap::new();
+        let mut outputs: BTreeMap<String, Manifest> = BTreeMap::new();
+        let mut running = FuturesUnordered::new();
+        let mut in_flight: BTreeSet<String> = BTreeSet::new();
+        let mut first_error: Option<Error> = None;
+        loop {
+            if first_error.is_none() || keep_going {
+                while let Some(name) = ready.pop_front() {
+                    let task = &self.config.tasks[name];
+                    let deps: BTreeMap<String, Manifest> = task
+                        .deps
+                        .iter()
+                        .filter_map(|d| outputs.get(d).map(|m| (d.clone(), m.clone())))
+                        .collect();
+                    in_flight.insert(name.to_string());
+                    running.push(async move {
+                        let r = self.build_task(task, &deps).await;
+                        (name, r)
+                    });
+                }
+            }
+            let Some((name, result)) = running.next().await else {
+                break;
+            };
+            in_flight.remove(name);
+            match result {
+                Ok(outcome) => {
+                    self.report_done(&outcome);
+                    outputs.insert(name.to_string(), outcome.outputs.clone());
+                    states.insert(name.to_string(), TaskState::Done(outcome));
+                    for dep in plan
+                        .iter()
+                        .filter(|t| self.config.tasks[*t].deps.iter().any(|d| d == name))
+                    {
+                        let n = waiting.get_mut(dep.as_str()).expect("in plan");
+                        *n -= 1;
+                        if *n == 0 {
+                            ready.push_back(dep);
+                        }
+                    }
+                }
+                Err(e) => {
+                    let took = self.reporter.elapsed();
+                    self.reporter
+                        .task_failed(self.index(name), total, name, took);
+                    self.reporter.warn(&e.to_string());
+                    states.insert(name.to_string(), TaskState::Failed(e.to_string()));
+                    first_error.get_or_insert(e);
+                    if !keep_going {
+                        break;
+                    }
+                    // Everything downstream of the failure is skipped.
+                    let mut stack = vec![name.to_string()];
+                    while let Some(f) = stack.pop() {
+                        for t in plan
+                            .iter()
+                            .filter(|t| self.config.tasks[*t].deps.contains(&f))
+                        {
+                            if !states.contains_key(t) {
+                                states.insert(t.clone(), TaskState::Skipped);
+                                stack.push(t.clone());
+                            }
+                        }
+                    }
+                    ready.retain(|t| !states.contains_key(*t));
+                }
+            }
+        }
+        // Fail-fast: dropping the futures stops their tasks; the caller removes the containers.
+        drop(running);
+        let started = self.in_container.lock().expect("lock").clone();
+        for t in &in_flight {
+            self.reporter.task_cancelled(t);
+            if started.contains(t) {
+                states.insert(t.clone(), TaskState::Cancelled);
+            }
+        }
+        self.finish();
+        let summary = BuildSummary {
+            tasks: plan
+                .iter()
+                .map(|t| (t.clone(), states.remove(t).unwrap_or(TaskState::NotStarted)))
+                .collect(),
+            wall: self.reporter.elapsed(),
+            jobs: self.jobs,
+        };
+        let task_time: Duration = summary
+            .tasks
+            .iter()
+            .filter_map(|(_, s)| match s {
+                TaskState::Done(o) => Some(o.total),
+                _ => None,
+            })
+            .sum();
+        match first_error {
+            None => {
+                self.reporter.finished(task_time);
+                (summary, Ok(()))
+            }
+            Some(e) => {
+                let list = |label: &str| -> Vec<&str> {
+                    summary
+                        .tasks
+                        .iter()
+                        .filter(|(_, s)| s.label() == label)
+                        .map(|(t, _)| t.as_str())
+                        .collect()
+                };
+                let mut parts = vec![format!("failed: {}", list("failed").join(", "))];
+                for (label, what) in [
+                    ("cancelled", "cancelled"),
+                    ("skipped", "skipped (a dependency failed)"),
+                    ("not-started", "not started"),
+                ] {
+                    let l = list(label);
+                    if !l.is_empty() {
+                        parts.push(format!("{what}: {}", l.join(", ")));
+                    }
+                }
+                self.reporter.line(&format!(
+                    "{}: Build failed in {}; {}",
+                    self.reporter.mode(),
+                    crate::report::secs(summary.wall),
+                    parts.join("; ")
+                ));
+                (summary, Err(e))
+            }
         }
     }
 
     /// Every task of the plan, one at a time in dependency order: `build` (no cache) and
-    /// `build-incremental`.
-    pub async fn run_sequential(&self, plan: &[String]) -> Result<BuildSummary> {
+    /// `build-incremental`. Stops at the first failure.
+    pub async fn run_sequential(&self, plan: &[String]) -> (BuildSummary, Result<()>) {
         let total = plan.len();
+        self.total.store(total, Ordering::Relaxed);
         self.reporter.start(total, 1);
-        let mut summary = BuildSummary::default();
         let mut outputs: BTreeMap<String, Manifest> = BTreeMap::new();
-        let result = async {
-            for (i, name) in plan.iter().enumerate() {
-                let task = &self.config.tasks[name];
-                let started = Instant::now();
-                match self.build_task(task, &outputs, i + 1, total).await {
-                    Ok(outcome) => {
-                        match outcome.result {
-                            CacheResult::UpToDate | CacheResult::Restored => {
-                                self.reporter.task_cached(
-                                    i + 1,
-                                    total,
-                                    name,
-                                    outcome.result == CacheResult::Restored,
-                                    outcome.total,
-                                )
-                            }
-                            CacheResult::Built | CacheResult::Ran => {
-                                self.reporter
-                                    .task_completed(i + 1, total, name, outcome.total)
-                            }
-                        }
-                        outputs.insert(name.clone(), outcome.outputs.clone());
-                        summary.tasks.push(outcome);
-                    }
-                    Err(e) => {
-                        self.reporter
-                            .task_failed(i + 1, total, name, started.elapsed());
-                        let rest = &plan[i + 1..];
-                        if !rest.is_empty() {
-                            self.reporter.line(&format!(
-                                "{}: not started: {}",
-                                self.reporter.mode(),
-                                rest.join(", ")
-                            ));
-                        }
-                        return Err(e);
-                    }
+        let mut states: Vec<(String, TaskState)> = Vec::new();
+        let mut error = None;
+        for name in plan {
+            if error.is_some() {
+                states.push((name.clone(), TaskState::NotStarted));
+                continue;
+            }
+            let task = &self.config.tasks[name];
+            match self.build_task(task, &outputs).await {
+                Ok(outcome) => {
+                    self.report_done(&outcome);
+                    outputs.insert(name.clone(), outcome.outputs.clone());
+                    states.push((name.clone(), TaskState::Done(outcome)));
+                }
+                Err(e) => {
+                    self.reporter.task_failed(
+                        self.index(name),
+                        total,
+                        name,
+                        self.reporter.elapsed(),
+                    );
+                    states.push((name.clone(), TaskState::Failed(e.to_string())));
+                    error = Some(e);
                 }
             }
-            Ok(())
         }
-        .await;
         self.finish();
-        result?;
-        let task_time = summary.tasks.iter().map(|t| t.total).sum();
-        self.reporter.finished(task_time);
-        summary.wall = self.reporter.elapsed();
-        Ok(summary)
+        let summary = BuildSummary {
+            tasks: states,
+            wall: self.reporter.elapsed(),
+            jobs: 1,
+        };
+        match error {
+            None => {
+                let task_time = summary
+                    .tasks
+                    .iter()
+                    .filter_map(|(_, s)| match s {
+                        TaskState::Done(o) => Some(o.total),
+                        _ => None,
+                    })
+                    .sum();
+                self.reporter.finished(task_time);
+                (summary, Ok(()))
+            }
+            Some(e) => {
+                let rest: Vec<&str> = summary
+                    .tasks
+                    .iter()
+                    .filter(|(_, s)| matches!(s, TaskState::NotStarted))
+                    .map(|(t, _)| t.as_str())
+                    .collect();
+                if !rest.is_empty() {
+                    self.reporter.line(&format!(
+                        "{}: not started: {}",
+                        self.reporter.mode(),
+                        rest.join(", ")
+                    ));
+                }
+                (summary, Err(e))
+            }
+        }
     }
 
     /// What a build would do, without running, restoring or writing anything.
@@ -242,49 +607,47 @@ impl<'a, E: Executor> Scheduler<'a, E> {
         &self,
         task: &Task,
         dep_outputs: &BTreeMap<String, Manifest>,
-        index: usize,
-        total: usize,
     ) -> Result<TaskOutcome> {
         let started = Instant::now();
-        let Some(mode) = &self.cache else {
-            self.reporter.task_started(index, total, &task.name);
-            let files = self.task_files(task)?;
-            let staging = self.staging(task)?;
-            let run = self.run_task(task, files, staging.path()).await?;
-            self.place(staging.path(), task)?;
-            return Ok(TaskOutcome {
-                task: task.name.clone(),
-                result: CacheResult::Ran,
-                key: None,
-                outputs: Manifest::new(),
-                key_time: Duration::ZERO,
-                run,
-                restore_time: Duration::ZERO,
-                save_time: Duration::ZERO,
-                total: started.elapsed(),
-            });
-        };
-
-        let (inputs, files) = self.task_inputs(task)?;
-        let digests = mode
-            .stat_cache
-            .digest_all(&inputs)
-            .map_err(Error::io("cannot hash the inputs of", task.name.as_str()))?;
-        let recipe = self.recipe(task, &inputs, digests, dep_outputs);
-        let key = recipe.key();
-        let key_time = started.elapsed();
-        tracing::debug!(task = %task.name, took = ?key_time, files = inputs.len(), "computed the key");
+        let began = started.saturating_duration_since(self.reporter_origin());
         let mut outcome = TaskOutcome {
             task: task.name.clone(),
-            result: CacheResult::Built,
-            key: Some(key.clone()),
+            index: 0,
+            began,
+            result: CacheResult::Ran,
+            key: None,
             outputs: Manifest::new(),
-            key_time,
+            key_time: Duration::ZERO,
             run: Timings::default(),
             restore_time: Duration::ZERO,
             save_time: Duration::ZERO,
             total: Duration::ZERO,
         };
+        let Some(mode) = &self.cache else {
+            let files = self.task_files(task)?;
+            let staging = self.staging(task)?;
+            outcome.run = self.run_in_slot(task, files, staging.path()).await?;
+            self.place(staging.path(), task)?;
+            outcome.index = self.index(&task.name);
+            outcome.total = started.elapsed();
+            return Ok(outcome);
+        };
+
+        let (inputs, files) = self.task_inputs(task)?;
+        let digests = tokio::task::block_in_place(|| mode.stat_cache.digest_all(&inputs))
+            .map_err(Error::io("cannot hash the inputs of", task.name.as_str()))?;
+        let recipe = self.recipe(task, &inputs, digests, dep_outputs);
+        let key = recipe.key();
+        outcome.key_time = started.elapsed();
+        outcome.key = Some(key.clone());
+        self.span(
+            format!("{}: key", task.name),
+            "phase",
+            CACHE_ROW,
+            started,
+            outcome.key_time,
+        );
+        tracing::debug!(task = %task.name, took = ?outcome.key_time, files = inputs.len(), "computed the key");
 
         let meta = mode.cache.load(&task.name);
         if let Some(entry) = meta.as_ref().and_then(|m| m.entries.get(&key)) {
@@ -294,8 +657,7 @@ impl<'a, E: Executor> Scheduler<'a, E> {
                 mode.cache.record_hit(&task.name, &key, false);
                 outcome.result = CacheResult::UpToDate;
                 outcome.outputs = here;
-                outcome.total = started.elapsed();
-                return Ok(outcome);
+                return Ok(self.finish_outcome(outcome, started, CACHE_ROW));
             }
             let t = Instant::now();
             let staging = self.staging(task)?;
@@ -307,8 +669,14 @@ impl<'a, E: Executor> Scheduler<'a, E> {
                     outcome.result = CacheResult::Restored;
                     outcome.outputs = entry.outputs.clone();
                     outcome.restore_time = t.elapsed();
-                    outcome.total = started.elapsed();
-                    return Ok(outcome);
+                    self.span(
+                        format!("{}: restore", task.name),
+                        "phase",
+                        CACHE_ROW,
+                        t,
+                        outcome.restore_time,
+                    );
+                    return Ok(self.finish_outcome(outcome, started, CACHE_ROW));
                 }
                 Err(c) => {
                     self.reporter.warn(&format!(
@@ -335,11 +703,11 @@ impl<'a, E: Executor> Scheduler<'a, E> {
             self.explain(mode, task, &format!("miss: {why}"), &key);
         }
 
-        self.reporter.task_started(index, total, &task.name);
         let staging = self.staging(task)?;
-        outcome.run = self.run_task(task, files, staging.path()).await?;
+        outcome.run = self.run_in_slot(task, files, staging.path()).await?;
         let staged = InputFiles::from_outputs(staging.path(), &task.outputs)?;
-        let manifest = to_manifest(&staged, &StatCache::in_memory())?;
+        let manifest =
+            tokio::task::block_in_place(|| to_manifest(&staged, &StatCache::in_memory()))?;
         let t = Instant::now();
         if let Err(e) = mode.cache.save(
             &task.name,
@@ -351,10 +719,71 @@ impl<'a, E: Executor> Scheduler<'a, E> {
             self.reporter.warn(&format!("not cached: {e}"));
         }
         outcome.save_time = t.elapsed();
+        self.span(
+            format!("{}: save", task.name),
+            "phase",
+            CACHE_ROW,
+            t,
+            outcome.save_time,
+        );
         self.place(staging.path(), task)?;
+        outcome.result = CacheResult::Built;
         outcome.outputs = manifest;
+        outcome.index = self.index(&task.name);
         outcome.total = started.elapsed();
         Ok(outcome)
+    }
+
+    fn reporter_origin(&self) -> Instant {
+        Instant::now() - self.reporter.elapsed()
+    }
+
+    /// A cache answer: its number, its time, its span on the cache row.
+    fn finish_outcome(
+        &self,
+        mut outcome: TaskOutcome,
+        started: Instant,
+        row: usize,
+    ) -> TaskOutcome {
+        outcome.index = self.index(&outcome.task);
+        outcome.total = started.elapsed();
+        self.span(outcome.task.clone(), "task", row, started, outcome.total);
+        outcome
+    }
+
+    /// Runs the task's container in a slot: the only part of a task that holds one.
+    async fn run_in_slot(
+        &self,
+        task: &Task,
+        files: Vec<InputFile>,
+        staging: &Path,
+    ) -> Result<Timings> {
+        let (_permit, slot) = self.slots.acquire().await;
+        self.in_container
+            .lock()
+            .expect("lock")
+            .insert(task.name.clone());
+        let total = self.total.load(Ordering::Relaxed);
+        self.reporter
+            .task_started(self.index(&task.name), total, &task.name);
+        let start = Instant::now();
+        let result = self.run_task(task, files, staging).await;
+        let took = start.elapsed();
+        if let Ok(t) = &result {
+            let mut at = start;
+            for (phase, d) in [
+                ("create", t.create),
+                ("upload", t.upload),
+                ("run", t.run),
+                ("download", t.download),
+                ("remove", t.remove),
+            ] {
+                self.span(format!("{}: {phase}", task.name), "phase", slot.id, at, d);
+                at += d;
+            }
+        }
+        self.span(task.name.clone(), "task", slot.id, start, took);
+        result
     }
 
     fn explain(&self, mode: &CacheMode, task: &Task, what: &str, key: &TaskKey) {

@@ -301,9 +301,10 @@ impl LocalCache {
         let Ok(_lock) = self.lock() else { return };
         if let Ok(Some(mut meta)) = self.read_meta(task) {
             if let Some(e) = meta.entries.remove(key)
-                && is_safe_file_name(&e.archive) {
-                    let _ = std::fs::remove_file(self.artifact_dir(task).join(&e.archive));
-                }
+                && is_safe_file_name(&e.archive)
+            {
+                let _ = std::fs::remove_file(self.artifact_dir(task).join(&e.archive));
+            }
             if meta.last.as_ref() == Some(key) {
                 meta.last = None;
             }

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::executor::{DockerEngine, ImageProvider, Provenance};
 use crate::fingerprint::StatCache;
 use crate::graph::Graph;
-use crate::report::Reporter;
+use crate::report::{Progress, Reporter, Trace};
 use crate::scheduler::{CacheMode, Scheduler};
 
 /// Which of the seed's build modes.
@@ -23,6 +23,8 @@ pub enum Mode {
     Original,
     /// `build-incremental`: the cache, one task at a time.
     Incremental,
+    /// `build-optimized`: the cache, and independent tasks at the same time.
+    Optimized,
 }
 
 /// Options every build mode takes.
@@ -39,6 +41,21 @@ pub struct BuildArgs {
     /// Hash every input again instead of trusting the stat cache.
     #[arg(long)]
     pub paranoid: bool,
+    /// At most N containers at once (build-optimized; default: settings.jobs, else min(CPUs, 4)).
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs: Option<u16>,
+    /// After a failure, still build everything that does not depend on it (build-optimized).
+    #[arg(long)]
+    pub keep_going: bool,
+    /// How to show progress.
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    pub progress: Progress,
+    /// Print a machine-readable summary on stdout at the end (progress goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Write a Chrome trace-event file (open it in Perfetto): a span per task phase.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<std::path::PathBuf>,
 }
 
 pub(super) struct Build<'a> {
@@ -124,8 +141,14 @@ impl<'a> Build<'a> {
             let prefix = match self.mode {
                 Mode::Original => "Build",
                 Mode::Incremental => "Incremental",
+                Mode::Optimized => "Parallel",
             };
-            let reporter = Reporter::new(prefix, self.verbose);
+            let (out, progress): (Box<dyn std::io::Write + Send>, Progress) = if self.args.json {
+                (Box::new(std::io::stderr()), Progress::Plain)
+            } else {
+                (Box::new(std::io::stdout()), self.args.progress)
+            };
+            let reporter = Reporter::with_writer(prefix, self.verbose, out).with_progress(progress);
             if self.args.dry_run {
                 let images = self.images(true).await?;
                 let scheduler = Scheduler::new(self.config, &self.engine, images, reporter, self.cache_mode()?);
@@ -139,11 +162,32 @@ impl<'a> Build<'a> {
                     reporter.line(&format!("explain: {t}: runs: `build` always runs every task and never uses the cache"));
                 }
             }
-            let scheduler = Scheduler::new(self.config, &self.engine, images, reporter, self.cache_mode()?);
-            scheduler.run_sequential(&self.plan).await.map(|_| ())
+            let jobs = match self.mode {
+                Mode::Optimized => self.args.jobs.map_or(self.config.settings.jobs, usize::from),
+                _ => 1,
+            };
+            let origin = std::time::Instant::now() - reporter.elapsed();
+            let mut scheduler =
+                Scheduler::new(self.config, &self.engine, images, reporter.clone(), self.cache_mode()?).with_jobs(jobs);
+            if self.args.trace.is_some() {
+                scheduler = scheduler.with_trace(Trace::new(origin));
+            }
+            let (summary, result) = match self.mode {
+                Mode::Optimized => scheduler.run_parallel(&self.plan, self.args.keep_going).await,
+                _ => scheduler.run_sequential(&self.plan).await,
+            };
+            if let (Some(path), Some(trace)) = (&self.args.trace, scheduler.trace())
+                && let Err(e) = trace.write(path, jobs) {
+                    reporter.warn(&format!("cannot write the trace to {}: {e}", path.display()));
+                }
+            if self.args.json {
+                println!("{}", serde_json::to_string_pretty(&summary.to_json()).expect("summary serialises"));
+            }
+            result
         })
         .await;
-        // Containers are removed as each task ends; this sweep catches any a failure left behind.
+        // Containers are removed as each task ends; this sweep catches any a failure or a
+        // cancellation left behind.
         engine.remove_run_containers().await;
         result
     }

@@ -46,6 +46,8 @@ pub enum Command {
     Build(BuildArgs),
     /// With the artifact cache, one task at a time: up to date, restored, or run and saved.
     BuildIncremental(BuildArgs),
+    /// The artifact cache, and independent tasks at the same time (at most -j containers).
+    BuildOptimized(BuildArgs),
     /// Show what the artifact cache holds.
     CacheStatus {
         /// Machine-readable output.
@@ -106,6 +108,12 @@ impl Cli {
             }
             Command::BuildIncremental(args) => {
                 build::Build::new(&self, &config, &graph, Mode::Incremental, args)
+                    .await?
+                    .run()
+                    .await
+            }
+            Command::BuildOptimized(args) => {
+                build::Build::new(&self, &config, &graph, Mode::Optimized, args)
                     .await?
                     .run()
                     .await

@@ -119,9 +119,10 @@ impl InputFiles {
             };
             if !meta.is_dir() {
                 if let Some(f) = input_file(root, &start, &meta)?
-                    && out.contains(&f.rel) {
-                        files.push(f);
-                    }
+                    && out.contains(&f.rel)
+                {
+                    files.push(f);
+                }
                 continue;
             }
             for entry in ignore::WalkBuilder::new(&start)
@@ -144,9 +145,10 @@ impl InputFiles {
                     .symlink_metadata()
                     .map_err(Error::io("cannot read output", entry.path()))?;
                 if let Some(f) = input_file(root, entry.path(), &meta)?
-                    && out.contains(&f.rel) {
-                        files.push(f);
-                    }
+                    && out.contains(&f.rel)
+                {
+                    files.push(f);
+                }
             }
         }
         files.sort_by(|a, b| a.rel.cmp(&b.rel));

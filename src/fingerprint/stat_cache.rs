@@ -109,9 +109,10 @@ impl StatCache {
                 let key = f.abs.to_string_lossy();
                 if !self.paranoid
                     && let Some((s, h)) = self.entries.lock().expect("stat cache").get(key.as_ref())
-                        && *s == stat {
-                            return Ok(FileDigest::of(&file, h.clone()));
-                        }
+                    && *s == stat
+                {
+                    return Ok(FileDigest::of(&file, h.clone()));
+                }
                 let hash = hash_file(&file)?;
                 if now - stat.mtime_ns > RACY_NS {
                     self.entries

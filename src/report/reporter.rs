@@ -1,23 +1,41 @@
-//! Plain progress lines (`Build: [1/6] Starting generate-go`), one writer shared by all tasks.
+//! Progress in the seed's form (`Parallel: [1/6] Starting generate-go`), as plain lines or, on a
+//! terminal, above a live view with a line per running task. One reporter is shared by all tasks.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
 use super::secs;
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum Progress {
+    /// A live view on a terminal, plain lines otherwise.
+    #[default]
+    Auto,
+    /// Plain lines only.
+    Plain,
+    /// The live view, even when stdout is not a terminal.
+    Tty,
+}
 
 /// Prints a build's progress; cheap to clone, safe to share between tasks.
 #[derive(Clone)]
 pub struct Reporter {
     inner: Arc<Mutex<Inner>>,
-    /// The prefix of every line: `Build` or `Parallel`, as the seed names its modes.
+    /// The prefix of every line: `Build`, `Incremental` or `Parallel`.
     mode: &'static str,
     verbose: bool,
     started: Instant,
+    live: Option<MultiProgress>,
 }
 
 struct Inner {
     out: Box<dyn Write + Send>,
+    bars: HashMap<String, ProgressBar>,
 }
 
 impl Reporter {
@@ -25,13 +43,33 @@ impl Reporter {
         Self::with_writer(mode, verbose, Box::new(std::io::stdout()))
     }
 
+    /// A reporter whose lines go to `out` (stdout normally; stderr when stdout carries --json).
     pub fn with_writer(mode: &'static str, verbose: bool, out: Box<dyn Write + Send>) -> Self {
         Reporter {
-            inner: Arc::new(Mutex::new(Inner { out })),
+            inner: Arc::new(Mutex::new(Inner {
+                out,
+                bars: HashMap::new(),
+            })),
             mode,
             verbose,
             started: Instant::now(),
+            live: None,
         }
+    }
+
+    /// Switches to the live view when `progress` asks for it (and, for `auto`, stdout is a
+    /// terminal).
+    pub fn with_progress(mut self, progress: Progress) -> Self {
+        use std::io::IsTerminal;
+        let live = match progress {
+            Progress::Plain => false,
+            Progress::Tty => true,
+            Progress::Auto => std::io::stdout().is_terminal(),
+        };
+        if live {
+            self.live = Some(MultiProgress::with_draw_target(ProgressDrawTarget::stdout()));
+        }
+        self
     }
 
     pub fn mode(&self) -> &'static str {
@@ -44,8 +82,12 @@ impl Reporter {
 
     pub fn line(&self, text: &str) {
         let mut inner = self.inner.lock().expect("reporter lock");
-        let _ = writeln!(inner.out, "{text}");
-        let _ = inner.out.flush();
+        if let Some(live) = self.live.as_ref().filter(|l| !l.is_hidden()) {
+            let _ = live.println(text);
+        } else {
+            let _ = writeln!(inner.out, "{text}");
+            let _ = inner.out.flush();
+        }
     }
 
     pub fn start(&self, tasks: usize, concurrency: usize) {
@@ -57,9 +99,36 @@ impl Reporter {
 
     pub fn task_started(&self, index: usize, total: usize, task: &str) {
         self.line(&format!("{}: [{index}/{total}] Starting {task}", self.mode));
+        if let Some(live) = &self.live {
+            let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            let template = if color {
+                "{spinner:.cyan} {prefix:.bold} {elapsed:>4} {wide_msg:.dim}"
+            } else {
+                "{spinner} {prefix} {elapsed:>4} {wide_msg}"
+            };
+            let bar = live.add(ProgressBar::new_spinner());
+            bar.set_style(ProgressStyle::with_template(template).expect("a valid template"));
+            bar.set_prefix(format!("{task:<16}"));
+            bar.enable_steady_tick(Duration::from_millis(120));
+            self.inner
+                .lock()
+                .expect("reporter lock")
+                .bars
+                .insert(task.to_string(), bar);
+        }
+    }
+
+    fn end_bar(&self, task: &str) {
+        if let Some(bar) = self.inner.lock().expect("reporter lock").bars.remove(task) {
+            bar.finish_and_clear();
+            if let Some(live) = &self.live {
+                live.remove(&bar);
+            }
+        }
     }
 
     pub fn task_completed(&self, index: usize, total: usize, task: &str, took: Duration) {
+        self.end_bar(task);
         self.line(&format!(
             "{}: [{index}/{total}] Completed {task} ({}, total elapsed: {})",
             self.mode,
@@ -87,12 +156,18 @@ impl Reporter {
     }
 
     pub fn task_failed(&self, index: usize, total: usize, task: &str, took: Duration) {
+        self.end_bar(task);
         self.line(&format!(
             "{}: [{index}/{total}] Failed {task} ({}, total elapsed: {})",
             self.mode,
             secs(took),
             secs(self.elapsed())
         ));
+    }
+
+    /// A task stopped because another failed, or because of Ctrl-C.
+    pub fn task_cancelled(&self, task: &str) {
+        self.end_bar(task);
     }
 
     pub fn finished(&self, task_time: Duration) {
@@ -110,15 +185,25 @@ impl Reporter {
         ));
     }
 
-    /// A line of a task's log: shown with `-v` only (failures show their tail anyway).
+    /// A line of a task's log: streamed with `-v`; on the live view it becomes the task's
+    /// latest line. Failures show their tail anyway.
     pub fn log(&self, task: &str, line: &str) {
         if self.verbose {
             self.line(&format!("{task}| {line}"));
         }
+        if self.live.is_some()
+            && let Some(bar) = self.inner.lock().expect("reporter lock").bars.get(task)
+        {
+            bar.set_message(line.to_string());
+        }
     }
 
     pub fn warn(&self, text: &str) {
-        eprintln!("warning: {text}");
+        if let Some(live) = &self.live {
+            live.suspend(|| eprintln!("warning: {text}"));
+        } else {
+            eprintln!("warning: {text}");
+        }
     }
 }
 

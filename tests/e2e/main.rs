@@ -5,4 +5,5 @@ mod support;
 
 mod cache;
 mod core_loop;
+mod parallel;
 mod remote_engine;

@@ -1,0 +1,298 @@
+//! build-optimized: overlap from the trace, fail-fast and --keep-going, Ctrl-C.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::support::{Project, Run, require_toolchain_images};
+
+/// a → (b, c) → d, each sleeping; every run writes a unique output so nothing is cached.
+fn diamond() -> Project {
+    let task = |name: &str, deps: &str| {
+        format!(
+            "[tasks.{name}]\ntoolchain = \"go\"\ndeps = [{deps}]\nrun = \"sleep 1.5 && date +%s%N > {name}.out\"\noutputs = [\"{name}.out\"]\n\n"
+        )
+    };
+    Project::tiny(
+        &[
+            task("a", ""),
+            task("b", "\"a\""),
+            task("c", "\"a\""),
+            task("d", "\"b\", \"c\""),
+        ]
+        .concat(),
+    )
+}
+
+/// (start, end) in µs of each task's span in a trace file.
+fn spans(path: &std::path::Path) -> std::collections::HashMap<String, (u64, u64)> {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    v["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["cat"] == "task")
+        .map(|e| {
+            let ts = e["ts"].as_u64().unwrap();
+            (
+                e["name"].as_str().unwrap().to_string(),
+                (ts, ts + e["dur"].as_u64().unwrap()),
+            )
+        })
+        .collect()
+}
+
+fn overlap(a: (u64, u64), b: (u64, u64)) -> bool {
+    a.0 < b.1 && b.0 < a.1
+}
+
+#[test]
+fn independent_tasks_overlap_with_two_slots_and_never_with_one() {
+    require_toolchain_images();
+    let p = diamond();
+    let trace = p.path().join("trace.json");
+    let r = p
+        .run(&[
+            "build-optimized",
+            "-j2",
+            "--progress",
+            "plain",
+            "--trace",
+            trace.to_str().unwrap(),
+        ])
+        .ok();
+    assert!(
+        r.stdout
+            .contains("Parallel: Starting build with 4 tasks (max concurrency: 2)"),
+        "{}",
+        r.stdout
+    );
+    let s = spans(&trace);
+    assert!(
+        overlap(s["b"], s["c"]),
+        "b and c should overlap with -j2: {s:?}"
+    );
+    for (dep, t) in [("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")] {
+        assert!(s[dep].1 <= s[t].0, "{t} started before {dep} ended: {s:?}");
+    }
+
+    std::fs::remove_dir_all(p.path().join(".build-cache")).unwrap();
+    let r = p
+        .run(&[
+            "build-optimized",
+            "-j1",
+            "--progress",
+            "plain",
+            "--trace",
+            trace.to_str().unwrap(),
+        ])
+        .ok();
+    assert!(r.stdout.contains("(max concurrency: 1)"), "{}", r.stdout);
+    let s = spans(&trace);
+    let names: Vec<&String> = s.keys().collect();
+    for (i, x) in names.iter().enumerate() {
+        for y in &names[i + 1..] {
+            assert!(
+                !overlap(s[*x], s[*y]),
+                "{x} and {y} overlap with -j1: {s:?}"
+            );
+        }
+    }
+}
+
+fn failing_graph() -> Project {
+    Project::tiny(
+        r#"
+[tasks.broken]
+toolchain = "go"
+run = "sleep 1; echo giving up >&2; exit 9"
+outputs = ["never"]
+
+[tasks.slow]
+toolchain = "go"
+run = "sleep 20; echo done > slow.out"
+outputs = ["slow.out"]
+
+[tasks.after-broken]
+toolchain = "go"
+deps = ["broken"]
+run = "true"
+outputs = ["x"]
+
+[tasks.fine]
+toolchain = "go"
+run = "echo fine > fine.out"
+outputs = ["fine.out"]
+
+[tasks.after-fine]
+toolchain = "go"
+deps = ["fine"]
+run = "cp fine.out after-fine.out"
+outputs = ["after-fine.out"]
+"#,
+    )
+}
+
+#[test]
+fn the_first_failure_cancels_the_rest() {
+    require_toolchain_images();
+    let p = failing_graph();
+    let started = Instant::now();
+    let r = p.run(&["build-optimized", "-j3", "--progress", "plain", "--json"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "slow was not cancelled"
+    );
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let status = |t: &str| {
+        v["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["task"] == t)
+            .unwrap()["status"]
+            .clone()
+    };
+    assert_eq!(status("broken"), "failed");
+    assert_eq!(status("slow"), "cancelled");
+    assert_eq!(status("after-broken"), "not-started");
+    assert!(
+        r.stderr.contains("Parallel: Build failed in"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("failed: broken; cancelled: slow"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("broken| giving up"), "{}", r.stderr);
+    assert!(
+        p.labels.containers().is_empty(),
+        "containers left: {:?}",
+        p.labels.containers()
+    );
+    assert!(!p.path().join("slow.out").exists());
+}
+
+#[test]
+fn keep_going_builds_the_independent_branch() {
+    require_toolchain_images();
+    let p = failing_graph();
+    let cfg = p.path().join("flamenco-build.toml");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("sleep 20;", "sleep 2;");
+    std::fs::write(&cfg, text).unwrap();
+    let r = p.run(&[
+        "build-optimized",
+        "-j2",
+        "--progress",
+        "plain",
+        "--keep-going",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("after-fine.out")).unwrap(),
+        "fine\n"
+    );
+    assert!(p.path().join("slow.out").exists());
+    assert!(
+        r.stdout
+            .contains("skipped (a dependency failed): after-broken"),
+        "{}",
+        r.stdout
+    );
+    assert!(p.labels.containers().is_empty());
+}
+
+#[test]
+fn sigint_removes_the_runs_containers_and_leaves_a_cache_that_verifies() {
+    require_toolchain_images();
+    let p = Project::tiny(
+        r#"
+[tasks.quick]
+toolchain = "go"
+run = "echo q > q.out"
+outputs = ["q.out"]
+
+[tasks.long]
+toolchain = "go"
+deps = ["quick"]
+run = "sleep 60; echo l > l.out"
+outputs = ["l.out"]
+
+[tasks.long2]
+toolchain = "go"
+run = "sleep 60; echo l > l2.out"
+outputs = ["l2.out"]
+"#,
+    );
+    let child = p
+        .cmd(&["build-optimized", "--progress", "plain"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until both long tasks run in containers.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while p.labels.containers().len() < 2 {
+        assert!(Instant::now() < deadline, "the long tasks never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let r = Run::from(child.wait_with_output().unwrap());
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "took {:?} to stop",
+        sent.elapsed()
+    );
+    assert_eq!(r.code, 130, "{}", r.all());
+    assert!(
+        p.labels.containers().is_empty(),
+        "containers left: {:?}",
+        p.labels.containers()
+    );
+    let v = p.run(&["cache-verify"]).ok();
+    assert!(v.stdout.contains("0 bad"), "{}", v.stdout);
+    // Nothing half-written: the next build restores what finished and runs the rest.
+    let r = p.run(&["build-optimized", "--progress", "plain", "long"]);
+    assert!(r.stdout.contains("Up to date quick"), "{}", r.all());
+}
+
+#[test]
+fn verbose_streams_logs_and_the_live_view_runs() {
+    require_toolchain_images();
+    let p = Project::tiny(
+        "[tasks.talk]\ntoolchain = \"go\"\nrun = \"echo hello-from-task; echo x > t.out\"\noutputs = [\"t.out\"]\n",
+    );
+    let r = p
+        .run(&["-v", "build-optimized", "--progress", "plain"])
+        .ok();
+    assert!(r.stdout.contains("talk| hello-from-task"), "{}", r.stdout);
+    std::fs::remove_dir_all(p.path().join(".build-cache")).unwrap();
+    // On a terminal (a pty from script(1)): the live view, the same lines, no colour with NO_COLOR.
+    let cmd = format!("{:?}", p.cmd(&["build-optimized"]));
+    let r = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let r = Run::from(r).ok();
+    assert!(
+        r.stdout.contains("Parallel: [1/1] Completed talk"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !r.stdout.contains("\x1b[36m"),
+        "NO_COLOR: no colour codes: {:?}",
+        r.stdout
+    );
+}
