@@ -68,7 +68,7 @@ pub struct CacheMode {
 /// How a task of a build ended.
 #[derive(Debug, Clone)]
 pub enum TaskState {
-    Done(TaskOutcome),
+    Done(Box<TaskOutcome>),
     Failed(String),
     /// Stopped while running because another task failed.
     Cancelled,
@@ -352,7 +352,7 @@ impl<'a, E: Executor> Scheduler<'a, E> {
                 Ok(outcome) => {
                     self.report_done(&outcome);
                     outputs.insert(name.to_string(), outcome.outputs.clone());
-                    states.insert(name.to_string(), TaskState::Done(outcome));
+                    states.insert(name.to_string(), TaskState::Done(Box::new(outcome)));
                     for dep in plan
                         .iter()
                         .filter(|t| self.config.tasks[*t].deps.iter().any(|d| d == name))
@@ -472,7 +472,7 @@ impl<'a, E: Executor> Scheduler<'a, E> {
                 Ok(outcome) => {
                     self.report_done(&outcome);
                     outputs.insert(name.clone(), outcome.outputs.clone());
-                    states.push((name.clone(), TaskState::Done(outcome)));
+                    states.push((name.clone(), TaskState::Done(Box::new(outcome))));
                 }
                 Err(e) => {
                     self.reporter.task_failed(
