@@ -40,6 +40,9 @@ pub enum Error {
         attempts: String,
     },
 
+    #[error("toolchain `{toolchain}`: {reason}")]
+    ToolchainVersion { toolchain: String, reason: String },
+
     #[error("{}", TaskFailure { task, code, log_tail, oom: *oom })]
     TaskFailed {
         task: String,
@@ -84,7 +87,7 @@ impl Error {
             | Error::UnsafeArchive { .. } => 1,
             Error::Config(_) | Error::UnknownTarget { .. } => 2,
             Error::DockerUnavailable { .. } | Error::Docker { .. } => 3,
-            Error::ImageUnavailable { .. } => 4,
+            Error::ImageUnavailable { .. } | Error::ToolchainVersion { .. } => 4,
             Error::Io { .. } | Error::CacheCorrupt { .. } => 5,
             Error::Interrupted { code, .. } => *code,
         }

@@ -8,9 +8,9 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::{Cli, run_id};
 use crate::cache::LocalCache;
-use crate::config::Config;
+use crate::config::{Config, Toolchain};
 use crate::error::{Error, Result};
-use crate::executor::{DockerEngine, ImageProvider, Provenance};
+use crate::executor::{DockerEngine, Executor, ImageProvider, LocalExecutor, Provenance};
 use crate::fingerprint::StatCache;
 use crate::graph::Graph;
 use crate::report::{Progress, Reporter, Trace};
@@ -56,12 +56,23 @@ pub struct BuildArgs {
     /// Write a Chrome trace-event file (open it in Perfetto): a span per task phase.
     #[arg(long, value_name = "FILE")]
     pub trace: Option<std::path::PathBuf>,
+    /// Where tasks run: `docker` (a container each) or `local` (processes, inside a build
+    /// container that carries the toolchains, as in Dockerfile.dev).
+    #[arg(long, value_enum, default_value_t = ExecutorKind::Docker, env = "FLAMENCO_BUILD_EXECUTOR")]
+    pub executor: ExecutorKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ExecutorKind {
+    #[default]
+    Docker,
+    Local,
 }
 
 pub(super) struct Build<'a> {
     config: &'a Config,
     plan: Vec<String>,
-    engine: DockerEngine,
+    labels: Vec<(String, String)>,
     verbose: bool,
     mode: Mode,
     args: BuildArgs,
@@ -76,13 +87,10 @@ impl<'a> Build<'a> {
         args: &BuildArgs,
     ) -> Result<Build<'a>> {
         let plan = graph.plan(config, &args.targets)?;
-        let t = std::time::Instant::now();
-        let engine = DockerEngine::connect(&run_id(), &cli.labels).await?;
-        tracing::debug!(took = ?t.elapsed(), "connected to the engine");
         Ok(Build {
             config,
             plan,
-            engine,
+            labels: cli.labels.clone(),
             verbose: cli.verbose,
             mode,
             args: args.clone(),
@@ -90,8 +98,12 @@ impl<'a> Build<'a> {
     }
 
     /// Resolves the image of every toolchain the plan uses; with `lookup_only`, only what is present.
-    async fn images(&self, lookup_only: bool) -> Result<BTreeMap<String, String>> {
-        let provider = ImageProvider::new(&self.engine, &self.config.root, self.verbose);
+    async fn images(
+        &self,
+        engine: &DockerEngine,
+        lookup_only: bool,
+    ) -> Result<BTreeMap<String, String>> {
+        let provider = ImageProvider::new(engine, &self.config.root, self.verbose);
         let mut toolchains: Vec<&crate::config::Toolchain> = Vec::new();
         for name in &self.plan {
             let tc = &self.config.toolchains[&self.config.tasks[name].toolchain];
@@ -135,67 +147,117 @@ impl<'a> Build<'a> {
         }))
     }
 
+    /// The toolchains the plan uses, each once.
+    fn toolchains(&self) -> Vec<&Toolchain> {
+        let mut v: Vec<&Toolchain> = Vec::new();
+        for name in &self.plan {
+            let tc = &self.config.toolchains[&self.config.tasks[name].toolchain];
+            if !v.iter().any(|t| t.name == tc.name) {
+                v.push(tc);
+            }
+        }
+        v
+    }
+
     pub(super) async fn run(self) -> Result<()> {
-        let engine = self.engine.clone();
-        let result = with_signals(&engine, async {
-            let prefix = match self.mode {
-                Mode::Original => "Build",
-                Mode::Incremental => "Incremental",
-                Mode::Optimized => "Parallel",
-            };
-            let (out, progress): (Box<dyn std::io::Write + Send>, Progress) = if self.args.json {
-                (Box::new(std::io::stderr()), Progress::Plain)
-            } else {
-                (Box::new(std::io::stdout()), self.args.progress)
-            };
-            let reporter = Reporter::with_writer(prefix, self.verbose, out).with_progress(progress);
-            if self.args.dry_run {
-                let images = self.images(true).await?;
-                let scheduler = Scheduler::new(self.config, &self.engine, images, reporter, self.cache_mode()?);
-                return scheduler.dry_run(&self.plan);
+        match self.args.executor {
+            ExecutorKind::Docker => {
+                let engine = DockerEngine::connect(&run_id(), &self.labels).await?;
+                let result = with_signals(Some(&engine), async {
+                    let ids = self.images(&engine, self.args.dry_run).await?;
+                    self.drive(&engine, ids).await
+                })
+                .await;
+                // Containers are removed as each task ends; this sweep catches any a failure or
+                // a cancellation left behind.
+                engine.remove_run_containers().await;
+                result
             }
-            let t = std::time::Instant::now();
-            let images = self.images(false).await?;
-            tracing::debug!(took = ?t.elapsed(), "resolved toolchain images");
-            if self.args.explain && self.mode == Mode::Original {
-                for t in &self.plan {
-                    reporter.line(&format!("explain: {t}: runs: `build` always runs every task and never uses the cache"));
+            ExecutorKind::Local => {
+                let mut ids = BTreeMap::new();
+                for tc in self.toolchains() {
+                    ids.insert(tc.name.clone(), LocalExecutor::toolchain_id(tc)?);
                 }
+                let executor = LocalExecutor::new(self.config.cache_dir().join("tmp"));
+                with_signals(None, self.drive(&executor, ids)).await
             }
-            let jobs = match self.mode {
-                Mode::Optimized => self.args.jobs.map_or(self.config.settings.jobs, usize::from),
-                _ => 1,
-            };
-            let origin = std::time::Instant::now() - reporter.elapsed();
-            let mut scheduler =
-                Scheduler::new(self.config, &self.engine, images, reporter.clone(), self.cache_mode()?).with_jobs(jobs);
-            if self.args.trace.is_some() {
-                scheduler = scheduler.with_trace(Trace::new(origin));
+        }
+    }
+
+    /// Runs the plan on `executor`, with `ids` the identity of each toolchain in task keys.
+    async fn drive<E: Executor>(&self, executor: &E, ids: BTreeMap<String, String>) -> Result<()> {
+        let prefix = match self.mode {
+            Mode::Original => "Build",
+            Mode::Incremental => "Incremental",
+            Mode::Optimized => "Parallel",
+        };
+        let (out, progress): (Box<dyn std::io::Write + Send>, Progress) = if self.args.json {
+            (Box::new(std::io::stderr()), Progress::Plain)
+        } else {
+            (Box::new(std::io::stdout()), self.args.progress)
+        };
+        let reporter = Reporter::with_writer(prefix, self.verbose, out).with_progress(progress);
+        if self.args.dry_run {
+            let scheduler =
+                Scheduler::new(self.config, executor, ids, reporter, self.cache_mode()?);
+            return scheduler.dry_run(&self.plan);
+        }
+        if self.args.explain && self.mode == Mode::Original {
+            for t in &self.plan {
+                reporter.line(&format!(
+                    "explain: {t}: runs: `build` always runs every task and never uses the cache"
+                ));
             }
-            let (summary, result) = match self.mode {
-                Mode::Optimized => scheduler.run_parallel(&self.plan, self.args.keep_going).await,
-                _ => scheduler.run_sequential(&self.plan).await,
-            };
-            if let (Some(path), Some(trace)) = (&self.args.trace, scheduler.trace())
-                && let Err(e) = trace.write(path, jobs) {
-                    reporter.warn(&format!("cannot write the trace to {}: {e}", path.display()));
-                }
-            if self.args.json {
-                println!("{}", serde_json::to_string_pretty(&summary.to_json()).expect("summary serialises"));
+        }
+        let jobs = match self.mode {
+            Mode::Optimized => self
+                .args
+                .jobs
+                .map_or(self.config.settings.jobs, usize::from),
+            _ => 1,
+        };
+        let origin = std::time::Instant::now() - reporter.elapsed();
+        let mut scheduler = Scheduler::new(
+            self.config,
+            executor,
+            ids,
+            reporter.clone(),
+            self.cache_mode()?,
+        )
+        .with_jobs(jobs);
+        if self.args.trace.is_some() {
+            scheduler = scheduler.with_trace(Trace::new(origin));
+        }
+        let (summary, result) = match self.mode {
+            Mode::Optimized => {
+                scheduler
+                    .run_parallel(&self.plan, self.args.keep_going)
+                    .await
             }
-            result
-        })
-        .await;
-        // Containers are removed as each task ends; this sweep catches any a failure or a
-        // cancellation left behind.
-        engine.remove_run_containers().await;
+            _ => scheduler.run_sequential(&self.plan).await,
+        };
+        if let (Some(path), Some(trace)) = (&self.args.trace, scheduler.trace())
+            && let Err(e) = trace.write(path, jobs)
+        {
+            reporter.warn(&format!(
+                "cannot write the trace to {}: {e}",
+                path.display()
+            ));
+        }
+        if self.args.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&summary.to_json()).expect("summary serialises")
+            );
+        }
         result
     }
 }
 
-/// Runs `fut`; on SIGINT or SIGTERM drops it and removes every container of the run.
+/// Runs `fut`; on SIGINT or SIGTERM drops it (local tasks are killed with it) and removes every
+/// container of the run.
 pub(crate) async fn with_signals<T>(
-    engine: &DockerEngine,
+    engine: Option<&DockerEngine>,
     fut: impl Future<Output = Result<T>>,
 ) -> Result<T> {
     let mut term = signal(SignalKind::terminate())
@@ -208,6 +270,8 @@ pub(crate) async fn with_signals<T>(
         _ = term.recv() => ("SIGTERM", 143),
     };
     eprintln!("{signal}: stopping the build and removing its containers");
-    engine.remove_run_containers().await;
+    if let Some(engine) = engine {
+        engine.remove_run_containers().await;
+    }
     Err(Error::Interrupted { signal, code })
 }

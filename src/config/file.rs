@@ -51,6 +51,7 @@ struct ToolchainFile {
     build_args: BTreeMap<String, String>,
     #[serde(default)]
     env: BTreeMap<Spanned<String>, String>,
+    version_command: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -246,6 +247,7 @@ impl ConfigFile {
                     context,
                     build_args: tc.build_args,
                     env,
+                    version_command: tc.version_command.map(|v| v.into_inner()),
                 },
             );
         }

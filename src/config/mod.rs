@@ -68,6 +68,9 @@ pub struct Toolchain {
     pub context: Option<PathBuf>,
     pub build_args: BTreeMap<String, String>,
     pub env: BTreeMap<String, String>,
+    /// With the local executor (inside a build container), the command whose output identifies
+    /// the toolchain in task keys instead of the image ID (`go version`, `node --version`).
+    pub version_command: Option<String>,
 }
 
 #[derive(Debug, Clone)]

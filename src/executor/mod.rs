@@ -1,11 +1,13 @@
 //! Running one task somewhere hermetic: the [`Executor`] trait and what it is given.
 //!
 //! The Docker executor ([`DockerEngine`]) creates a container per task, uploads one tar of the
-//! task's files, runs it, and downloads its declared outputs into a staging folder. A local
-//! executor (tasks as processes inside a build container) comes with the Docker workflow.
+//! task's files, runs it, and downloads its declared outputs into a staging folder. The local
+//! executor ([`LocalExecutor`]) runs tasks as processes inside a build container that carries the
+//! toolchains (Dockerfile.dev), with the same keys, cache and output checks.
 
 mod docker;
 mod image_provider;
+mod local;
 pub mod tarball;
 
 use std::path::Path;
@@ -14,6 +16,7 @@ use std::time::Duration;
 
 pub use docker::{DockerEngine, LABEL_HOST, LABEL_PID, LABEL_ROOT, LABEL_RUN, LABEL_TASK};
 pub use image_provider::{ImageProvider, Provenance};
+pub use local::LocalExecutor;
 
 use crate::config::Task;
 use crate::error::Result;

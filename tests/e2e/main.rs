@@ -5,5 +5,7 @@ mod support;
 
 mod cache;
 mod core_loop;
+mod dockerfile_dev;
 mod parallel;
 mod remote_engine;
+mod workflow;

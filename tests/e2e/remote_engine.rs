@@ -1,5 +1,5 @@
 //! The example builds on an engine reached over TCP that cannot see this machine's files: a second
-//! dockerd of our own on loopback, with its own data root, exec root and pid file.
+//! dockerd of our own on loopback, with its own data root, exec root, pid file and bridge.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,11 +13,12 @@ const IMAGES: [&str; 4] = [
     "flamenco-build/java:11",
 ];
 
-/// A dockerd of the test's own; stopped and its folders removed on drop.
+/// A dockerd of the test's own; stopped, and its folders and bridge removed, on drop.
 struct SecondEngine {
     child: Child,
     dir: tempfile::TempDir,
     host: String,
+    bridge: String,
 }
 
 impl SecondEngine {
@@ -34,6 +35,15 @@ impl SecondEngine {
             .pop()
             .unwrap_or_else(|| "vfs".into());
         let host = format!("tcp://127.0.0.1:{port}");
+        // Its own bridge: with `--bridge none` a dockerd deletes the machine's docker0, which
+        // belongs to the machine's engine.
+        let bridge = format!("fbt{}", port);
+        let ok = Command::new("ip")
+            .args(["link", "add", &bridge, "type", "bridge"])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "cannot create bridge {bridge} for the second engine");
         let log = std::fs::File::create(dir.path().join("dockerd.log")).unwrap();
         // Its own (empty) config: the machine's daemon.json names the machine's data root.
         std::fs::write(dir.path().join("daemon.json"), "{}").unwrap();
@@ -50,9 +60,10 @@ impl SecondEngine {
                 "-H",
                 &host,
                 "--bridge",
-                "none",
+                &bridge,
                 "--iptables=false",
                 "--ip6tables=false",
+                "--ip-masq=false",
             ])
             .args(["--storage-driver", &driver])
             .args([
@@ -65,7 +76,12 @@ impl SecondEngine {
             .stderr(log)
             .spawn()
             .expect("start a second dockerd (is dockerd installed?)");
-        let engine = SecondEngine { child, dir, host };
+        let engine = SecondEngine {
+            child,
+            dir,
+            host,
+            bridge,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let ok = Command::new("docker")
@@ -127,12 +143,17 @@ impl Drop for SecondEngine {
                 self.dir.path().display()
             ))
             .status();
+        let _ = Command::new("ip")
+            .args(["link", "delete", &self.bridge])
+            .status();
     }
 }
 
 #[test]
 fn the_example_builds_on_an_engine_over_tcp() {
     require_toolchain_images();
+    let docker0 = std::path::Path::new("/sys/class/net/docker0");
+    let had_docker0 = docker0.exists();
     let engine = SecondEngine::start();
     for image in IMAGES {
         engine.load(image);
@@ -168,5 +189,11 @@ fn the_example_builds_on_an_engine_over_tcp() {
     assert!(
         p.labels.volumes().is_empty(),
         "the volume belongs on the second engine"
+    );
+    drop(engine);
+    assert_eq!(
+        docker0.exists(),
+        had_docker0,
+        "the second engine must leave the machine's docker0 alone"
     );
 }
