@@ -62,7 +62,7 @@ fn the_dev_image_builds_like_the_docker_executor_and_rebuilds_only_what_changed(
     let p = Project::example();
     // Its build context, from the clean project (before anything is built in it).
     let ctx = tempfile::tempdir().unwrap();
-    sh(&mut Command::new(repo().join("scripts/docker-context.sh"))
+    sh(Command::new(repo().join("scripts/docker-context.sh"))
         .arg(p.path())
         .arg(ctx.path())
         .arg(env!("CARGO_BIN_EXE_flamenco-build")));
@@ -109,14 +109,7 @@ fn the_dev_image_builds_like_the_docker_executor_and_rebuilds_only_what_changed(
     build("first");
     let out = tempfile::tempdir().unwrap();
     let name = format!("fbtest-extract-{}", p.labels.value);
-    sh(&mut Command::new("docker").args([
-        "create",
-        "--name",
-        &name,
-        "--label",
-        &p.labels.arg(),
-        &tag,
-    ]));
+    sh(Command::new("docker").args(["create", "--name", &name, "--label", &p.labels.arg(), &tag]));
     let copied = Command::new("docker")
         .args([
             "cp",
