@@ -43,11 +43,12 @@ pub enum Error {
     #[error("toolchain `{toolchain}`: {reason}")]
     ToolchainVersion { toolchain: String, reason: String },
 
-    #[error("{}", TaskFailure { task, code, log_tail, oom: *oom })]
+    #[error("{}", TaskFailure { task, code, log_tail, killed })]
     TaskFailed {
         task: String,
         code: i64,
-        oom: bool,
+        /// Why the engine stopped it, when it was not the task's own doing (out of memory, killed).
+        killed: Option<String>,
         log_tail: Vec<String>,
     },
 
@@ -129,15 +130,15 @@ struct TaskFailure<'a> {
     task: &'a str,
     code: &'a i64,
     log_tail: &'a [String],
-    oom: bool,
+    killed: &'a Option<String>,
 }
 
 impl fmt::Display for TaskFailure<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.oom {
+        if let Some(why) = self.killed {
             write!(
                 f,
-                "task `{}` was killed: out of memory (exit code {})",
+                "task `{}` was killed: {why} (exit code {})",
                 self.task, self.code
             )?;
         } else {

@@ -208,6 +208,8 @@ pub struct Scheduler<'a, E: Executor> {
     indices: Mutex<HashMap<String, usize>>,
     /// Tasks whose container was started (a cancelled one was running; others never started).
     in_container: Mutex<BTreeSet<String>>,
+    /// Whether this build saved anything to the cache.
+    saved: std::sync::atomic::AtomicBool,
 }
 
 impl<'a, E: Executor> Scheduler<'a, E> {
@@ -242,6 +244,7 @@ impl<'a, E: Executor> Scheduler<'a, E> {
             total: AtomicUsize::new(0),
             indices: Mutex::default(),
             in_container: Mutex::default(),
+            saved: Default::default(),
         }
     }
 
@@ -539,7 +542,7 @@ impl<'a, E: Executor> Scheduler<'a, E> {
             } else if let Some(dep) = after {
                 format!("would run after {dep} (the key depends on what {dep} produces)")
             } else if let Some(mode) = &self.cache {
-                let (inputs, _) = self.task_inputs(task)?;
+                let inputs = self.task_inputs(task)?;
                 let digests = mode
                     .stat_cache
                     .digest_all(&inputs)
@@ -590,6 +593,11 @@ impl<'a, E: Executor> Scheduler<'a, E> {
                     .warn(&format!("cannot save the stat cache: {e}"));
             }
             let s = &self.config.settings;
+            // Only a build that added entries can push the cache over its size; ages are checked
+            // at most hourly. A no-change build so skips reading every task's metadata again.
+            if !self.saved.load(Ordering::Relaxed) && !c.cache.gc_due(Duration::from_secs(3600)) {
+                return;
+            }
             match c.cache.gc(s.cache_max_size, s.cache_max_age) {
                 Ok(r) if r.entries > 0 => self.reporter.line(&format!(
                     "Cache: removed {} entries ({}) over the size or age limit",
@@ -633,7 +641,7 @@ impl<'a, E: Executor> Scheduler<'a, E> {
             return Ok(outcome);
         };
 
-        let (inputs, files) = self.task_inputs(task)?;
+        let inputs = self.task_inputs(task)?;
         let digests = tokio::task::block_in_place(|| mode.stat_cache.digest_all(&inputs))
             .map_err(Error::io("cannot hash the inputs of", task.name.as_str()))?;
         let recipe = self.recipe(task, &inputs, digests, dep_outputs);
@@ -703,12 +711,14 @@ impl<'a, E: Executor> Scheduler<'a, E> {
             self.explain(mode, task, &format!("miss: {why}"), &key);
         }
 
+        let files = self.with_dep_outputs(task, inputs)?;
         let staging = self.staging(task)?;
         outcome.run = self.run_in_slot(task, files, staging.path()).await?;
         let staged = InputFiles::from_outputs(staging.path(), &task.outputs)?;
         let manifest =
             tokio::task::block_in_place(|| to_manifest(&staged, &StatCache::in_memory()))?;
         let t = Instant::now();
+        self.saved.store(true, Ordering::Relaxed);
         if let Err(e) = mode.cache.save(
             &task.name,
             &recipe,
@@ -862,9 +872,8 @@ impl<'a, E: Executor> Scheduler<'a, E> {
         tarball::place_outputs(staging, &self.config.root, &task.outputs)
     }
 
-    /// The task's declared input files, and everything it receives (inputs plus its direct
-    /// dependencies' outputs, which win over any input at the same place).
-    pub fn task_inputs(&self, task: &Task) -> Result<(Vec<InputFile>, Vec<InputFile>)> {
+    /// The task's declared input files (without what its dependencies' outputs cover).
+    pub fn task_inputs(&self, task: &Task) -> Result<Vec<InputFile>> {
         let root = &self.config.root;
         let skip = [self.config.cache_dir(), root.join(".git")];
         let found = InputFiles::collect(root, &task.inputs, &skip)?;
@@ -888,12 +897,18 @@ impl<'a, E: Executor> Scheduler<'a, E> {
                 .iter()
                 .any(|d| self.config.tasks[d].outputs.iter().any(|o| o.contains(rel)))
         };
-        let inputs: Vec<InputFile> = found
+        Ok(found
             .files
             .into_iter()
             .filter(|f| !covered(&f.rel))
-            .collect();
-        let mut files = inputs.clone();
+            .collect())
+    }
+
+    /// Everything a task receives: its inputs plus its direct dependencies' outputs (which win
+    /// over any input at the same place). Only gathered when the task runs.
+    fn with_dep_outputs(&self, task: &Task, inputs: Vec<InputFile>) -> Result<Vec<InputFile>> {
+        let root = &self.config.root;
+        let mut files = inputs;
         for dep in &task.deps {
             files.extend(InputFiles::from_outputs(
                 root,
@@ -902,12 +917,13 @@ impl<'a, E: Executor> Scheduler<'a, E> {
         }
         files.sort_by(|a, b| a.rel.cmp(&b.rel));
         files.dedup_by(|a, b| a.rel == b.rel);
-        Ok((inputs, files))
+        Ok(files)
     }
 
     /// Everything a task receives.
     pub fn task_files(&self, task: &Task) -> Result<Vec<InputFile>> {
-        Ok(self.task_inputs(task)?.1)
+        let inputs = self.task_inputs(task)?;
+        self.with_dep_outputs(task, inputs)
     }
 
     /// The declared host variables and their values (None: unset).

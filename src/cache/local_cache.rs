@@ -360,10 +360,19 @@ impl LocalCache {
         }
     }
 
+    /// Whether the last cleanup is older than `every` (or never happened).
+    pub fn gc_due(&self, every: Duration) -> bool {
+        std::fs::metadata(self.dir.join("last-gc"))
+            .and_then(|m| m.modified())
+            .map(|t| t.elapsed().unwrap_or_default() > every)
+            .unwrap_or(true)
+    }
+
     /// Drops entries unused for `max_age`, then the least recently used until the archives fit
     /// in `max_size`; also removes orphaned archives and stale temp files.
     pub fn gc(&self, max_size: u64, max_age: Duration) -> Result<GcReport> {
         let _lock = self.lock()?;
+        let _ = std::fs::write(self.dir.join("last-gc"), b"");
         let mut report = GcReport::default();
         let t = now();
         let mut all: Vec<(u64, String, TaskKey, u64)> = Vec::new();

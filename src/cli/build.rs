@@ -10,7 +10,9 @@ use super::{Cli, run_id};
 use crate::cache::LocalCache;
 use crate::config::{Config, Toolchain};
 use crate::error::{Error, Result};
-use crate::executor::{DockerEngine, Executor, ImageProvider, LocalExecutor, Provenance};
+use crate::executor::{
+    DockerEngine, Executor, ImageProvider, LocalExecutor, Provenance, RunRegistry,
+};
 use crate::fingerprint::StatCache;
 use crate::graph::Graph;
 use crate::report::{Progress, Reporter, Trace};
@@ -162,7 +164,20 @@ impl<'a> Build<'a> {
     pub(super) async fn run(self) -> Result<()> {
         match self.args.executor {
             ExecutorKind::Docker => {
-                let engine = DockerEngine::connect(&run_id(), &self.labels).await?;
+                let run = run_id();
+                let engine = DockerEngine::connect(&run, &self.labels).await?;
+                // Containers of this project's runs that were killed before they could clean up.
+                let registry = RunRegistry::new(self.config.cache_dir().join("runs"));
+                for stale in registry.stale() {
+                    let n = engine.remove_containers_of_run(&stale).await?;
+                    if n > 0 {
+                        eprintln!(
+                            "removed {n} container(s) left by run {stale}, which did not finish"
+                        );
+                    }
+                    registry.forget(&stale);
+                }
+                let _entry = registry.register(&run)?;
                 let result = with_signals(Some(&engine), async {
                     let ids = self.images(&engine, self.args.dry_run).await?;
                     self.drive(&engine, ids).await

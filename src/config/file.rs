@@ -70,6 +70,16 @@ struct TaskFile {
     env: Vec<Spanned<String>>,
     #[serde(default)]
     network: bool,
+    memory: Option<Spanned<SizeValue>>,
+    cpus: Option<Spanned<f64>>,
+}
+
+fn parse_size(v: &SizeValue) -> Result<u64, String> {
+    match v {
+        SizeValue::Bytes(n) if *n >= 0 => Ok(*n as u64),
+        SizeValue::Bytes(n) => Err(format!("{n} is negative")),
+        SizeValue::Text(t) => t.parse::<bytesize::ByteSize>().map(|b| b.as_u64()),
+    }
 }
 
 fn is_name(s: &str) -> bool {
@@ -115,20 +125,13 @@ impl ConfigFile {
             });
             let cache_max_size = match s.cache_max_size {
                 None => Settings::DEFAULT_MAX_SIZE,
-                Some(v) => {
-                    let parsed = match v.get_ref() {
-                        SizeValue::Bytes(n) if *n >= 0 => Ok(*n as u64),
-                        SizeValue::Bytes(n) => Err(format!("{n} is negative")),
-                        SizeValue::Text(t) => t.parse::<bytesize::ByteSize>().map(|b| b.as_u64()),
-                    };
-                    parsed.unwrap_or_else(|e| {
-                        err(
-                            v.span(),
-                            format!("`cache_max_size` is not a size such as \"5GB\": {e}"),
-                        );
-                        0
-                    })
-                }
+                Some(v) => parse_size(v.get_ref()).unwrap_or_else(|e| {
+                    err(
+                        v.span(),
+                        format!("`cache_max_size` is not a size such as \"5GB\": {e}"),
+                    );
+                    0
+                }),
             };
             let cache_max_age = match s.cache_max_age {
                 None => Settings::DEFAULT_MAX_AGE,
@@ -379,6 +382,40 @@ impl ConfigFile {
                 }
                 env.push(var.into_inner());
             }
+            let memory = task
+                .memory
+                .as_ref()
+                .and_then(|v| match parse_size(v.get_ref()) {
+                    Ok(n) if n >= 4 * 1024 * 1024 => Some(n),
+                    Ok(n) => {
+                        err(
+                            v.span(),
+                            format!("task `{name}`: `memory` must be at least 4MB, not {n} bytes"),
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        err(
+                            v.span(),
+                            format!("task `{name}`: `memory` is not a size such as \"512MB\": {e}"),
+                        );
+                        None
+                    }
+                });
+            let cpus = task.cpus.as_ref().and_then(|c| {
+                let v = *c.get_ref();
+                if v > 0.0 && v <= 1024.0 {
+                    Some(v)
+                } else {
+                    err(
+                        c.span(),
+                        format!(
+                            "task `{name}`: `cpus` must be more than 0 (and at most 1024), not {v}"
+                        ),
+                    );
+                    None
+                }
+            });
             tasks.insert(
                 name.clone(),
                 (
@@ -393,6 +430,8 @@ impl ConfigFile {
                         outputs: outputs.iter().map(|(o, _)| o.clone()).collect(),
                         env,
                         network: task.network,
+                        memory,
+                        cpus,
                         span: Some(task_span),
                         dep_spans,
                         input_spans,

@@ -88,6 +88,10 @@ pub struct Task {
     /// Host variables passed into the task (their values enter the key, never stored in clear).
     pub env: Vec<String>,
     pub network: bool,
+    /// Memory limit in bytes (no swap beyond it), passed to the container.
+    pub memory: Option<u64>,
+    /// CPU limit, in CPUs (1.5 = one and a half), passed to the container.
+    pub cpus: Option<f64>,
     /// Where the task is declared, and where each dependency is named, for diagnostics.
     pub span: Option<Range<usize>>,
     pub dep_spans: Vec<Option<Range<usize>>>,

@@ -197,3 +197,118 @@ fn malformed_toml_points_at_the_line() {
     let e = errors("[settings]\njobs = \"four\"\n");
     assert!(e[0].starts_with("2:8:"), "{e:?}");
 }
+
+/// Hostile configurations: parsing and validation never panic, and every error has a location.
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Pieces a mutation splices in: TOML syntax, keys, and values that validation must reject.
+    const TOKENS: &[&str] = &[
+        "[",
+        "]",
+        "=",
+        "\"",
+        "'",
+        "{",
+        "}",
+        ",",
+        "\n",
+        "#",
+        "[[tasks]]",
+        "[tasks.x]",
+        "[toolchains.y]",
+        "[settings]",
+        "deps = [\"manager\"]",
+        "deps = [\"nope\"]",
+        "toolchain = \"zzz\"",
+        "run = \"\"",
+        "inputs = [\"../escape\"]",
+        "inputs = [\"/abs\"]",
+        "inputs = [\"a/[\"]",
+        "outputs = [\"flamenco-manager\"]",
+        "outputs = [\"..\"]",
+        "jobs = -1",
+        "jobs = 99999999999999999999",
+        "memory = \"lots\"",
+        "cpus = -2.0",
+        "cache_max_size = \"x\"",
+        "cache_max_age = \"forever\"",
+        "env = [\"1BAD\"]",
+        "network = \"yes\"",
+        "user = \"root\"",
+        "é",
+        "\u{0}",
+        "\u{feff}",
+        "\"\"\"",
+        "'''",
+        "\\",
+        "\r\n",
+        "= =",
+        "a.b.c = 1",
+    ];
+
+    fn check(text: &str) {
+        let lines = text.split('\n').count();
+        match Config::parse(PathBuf::from("/p"), Source::new("f.toml", text), false)
+            .and_then(|c| Graph::new(&c).map(|_| ()))
+        {
+            Ok(()) => {}
+            Err(Error::Config(ds)) => {
+                assert!(!ds.is_empty());
+                for d in ds {
+                    assert!(
+                        d.line >= 1 && d.line <= lines + 1 && d.column >= 1,
+                        "bad location {d:?} in {text:?}"
+                    );
+                    assert!(!d.message.is_empty());
+                }
+            }
+            Err(e) => panic!("not a configuration error: {e} for {text:?}"),
+        }
+    }
+
+    fn cases() -> u32 {
+        std::env::var("FB_FUZZ_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1500)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_text(text in "\\PC{0,400}") {
+            check(&text);
+        }
+
+        #[test]
+        fn mutated_valid_configs(ops in proptest::collection::vec((0usize..3, any::<prop::sample::Index>(), any::<prop::sample::Index>(), 0usize..40), 1..10)) {
+            let mut text = ISSUE_SHAPE.to_string();
+            for (op, at, tok, len) in ops {
+                let mut pos = at.index(text.len() + 1);
+                while !text.is_char_boundary(pos) {
+                    pos -= 1;
+                }
+                match op {
+                    0 => text.insert_str(pos, TOKENS[tok.index(TOKENS.len())]),
+                    1 => {
+                        let mut end = (pos + len).min(text.len());
+                        while !text.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        text.replace_range(pos..end, "");
+                    }
+                    _ => {
+                        // Repeat a line somewhere else: duplicate keys and tables.
+                        let lines: Vec<&str> = text.lines().collect();
+                        let line = lines[tok.index(lines.len())].to_string();
+                        text.insert_str(pos, &format!("\n{line}\n"));
+                    }
+                }
+            }
+            check(&text);
+        }
+    }
+}

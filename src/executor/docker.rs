@@ -186,6 +186,25 @@ impl DockerEngine {
         Ok(())
     }
 
+    /// Removes the containers of a run that died without cleaning up; returns how many.
+    pub async fn remove_containers_of_run(&self, run_id: &str) -> Result<usize> {
+        let mut filters = HashMap::new();
+        filters.insert("label".to_string(), vec![format!("{LABEL_RUN}={run_id}")]);
+        let list = self
+            .docker
+            .list_containers(Some(
+                ListContainersOptionsBuilder::new()
+                    .all(true)
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .map_err(self.err("listing containers"))?;
+        let ids: Vec<String> = list.into_iter().filter_map(|c| c.id).collect();
+        futures_util::future::join_all(ids.iter().map(|id| self.remove_container(id))).await;
+        Ok(ids.len())
+    }
+
     /// Removes every container of this run (after Ctrl-C, or as a last sweep); returns how many.
     pub async fn remove_run_containers(&self) -> usize {
         if self.containers_created() == 0 {
@@ -394,10 +413,22 @@ impl DockerEngine {
                 .and_then(|i| i.state)
                 .and_then(|s| s.oom_killed)
                 .unwrap_or(false);
+            let killed = if oom {
+                let limit = job
+                    .task
+                    .memory
+                    .map(|m| format!(" of {}", crate::cache::human_size(m)))
+                    .unwrap_or_default();
+                Some(format!("out of memory (over its memory limit{limit})"))
+            } else if code == 137 {
+                Some("SIGKILL from outside the task (docker kill, or the engine)".to_string())
+            } else {
+                None
+            };
             return Err(Error::TaskFailed {
                 task: task.clone(),
                 code,
-                oom,
+                killed,
                 log_tail: tail,
             });
         }
@@ -532,6 +563,9 @@ impl Executor for DockerEngine {
             host_config: Some(HostConfig {
                 network_mode: (!job.task.network).then(|| "none".to_string()),
                 mounts: Some(vec![cache_mount(&job.cache_volume)]),
+                memory: job.task.memory.map(|m| m as i64),
+                memory_swap: job.task.memory.map(|m| m as i64),
+                nano_cpus: job.task.cpus.map(|c| (c * 1e9) as i64),
                 ..Default::default()
             }),
             ..Default::default()
@@ -566,14 +600,14 @@ fn short_reason(e: &BollardError) -> String {
     msg
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn process_alive(pid: i32) -> bool {
+pub(crate) fn process_alive(pid: i32) -> bool {
     use nix::errno::Errno;
     match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
         Ok(()) => true,

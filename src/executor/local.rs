@@ -167,7 +167,7 @@ impl Executor for LocalExecutor {
             return Err(Error::TaskFailed {
                 task: job.task.name.clone(),
                 code: status.code().map_or(128 + 9, i64::from),
-                oom: false,
+                killed: None,
                 log_tail: tail.lock().expect("tail").iter().cloned().collect(),
             });
         }

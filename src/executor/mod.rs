@@ -8,6 +8,7 @@
 mod docker;
 mod image_provider;
 mod local;
+mod run_registry;
 pub mod tarball;
 
 use std::path::Path;
@@ -17,6 +18,7 @@ use std::time::Duration;
 pub use docker::{DockerEngine, LABEL_HOST, LABEL_PID, LABEL_ROOT, LABEL_RUN, LABEL_TASK};
 pub use image_provider::{ImageProvider, Provenance};
 pub use local::LocalExecutor;
+pub use run_registry::{RunEntry, RunRegistry};
 
 use crate::config::Task;
 use crate::error::Result;

@@ -143,6 +143,11 @@ pub fn extract_output<R: Read>(
             continue; // a glob output: only its matches come back
         }
         let dest = staging.join(&rel);
+        // A file where the entry needs a folder, or a folder where it needs a file: the archive
+        // contradicts itself (or tries to reuse a path with another meaning); refuse it.
+        if let Some(conflict) = type_conflict(staging, &rel, is_dir) {
+            return Err(refuse(&raw, &conflict));
+        }
         match kind {
             tar::EntryType::Directory => {
                 if !output.is_glob() {
@@ -217,6 +222,38 @@ pub fn extract_output<R: Read>(
         written += 1;
     }
     Ok(written)
+}
+
+/// Whether extracting `rel` (a folder when `is_dir`) into `staging` would meet a path of another
+/// type: a file standing where a folder is expected, or a folder where a file is.
+fn type_conflict(staging: &Path, rel: &str, is_dir: bool) -> Option<String> {
+    let parts: Vec<&str> = rel.split('/').collect();
+    let mut at = staging.to_path_buf();
+    for (i, part) in parts.iter().enumerate() {
+        at.push(part);
+        let last = i + 1 == parts.len();
+        match std::fs::symlink_metadata(&at) {
+            Err(_) => return None,
+            Ok(m) if !last && !m.is_dir() => {
+                return Some(format!(
+                    "a file stands where a folder is expected (`{}`)",
+                    parts[..=i].join("/")
+                ));
+            }
+            Ok(m) if last && m.is_dir() && !is_dir => {
+                return Some(format!(
+                    "a folder stands where a file is expected (`{rel}`)"
+                ));
+            }
+            Ok(m) if last && !m.is_dir() && is_dir => {
+                return Some(format!(
+                    "a file stands where a folder is expected (`{rel}`)"
+                ));
+            }
+            Ok(_) => {}
+        }
+    }
+    None
 }
 
 fn make_parent(path: &Path) -> Result<()> {
@@ -344,6 +381,7 @@ mod tests {
                     executable: false,
                     size: 2,
                 },
+                stat: None,
             },
             InputFile {
                 rel: "z".into(),
@@ -352,6 +390,7 @@ mod tests {
                     executable: true,
                     size: 1,
                 },
+                stat: None,
             },
         ];
         let one = write_input_tar(Vec::new(), &files, (1000, 1001)).unwrap();
@@ -403,6 +442,14 @@ mod tests {
             ),
             (&[("static/dev", Char, "")], "not allowed"),
             (&[("other/x", Regular, "x")], "outside the declared output"),
+            (
+                &[("static/a", Regular, "x"), ("static/a/b", Regular, "y")],
+                "a file stands where a folder is expected",
+            ),
+            (
+                &[("static/d/", Directory, ""), ("static/d", Regular, "y")],
+                "a folder stands where a file is expected",
+            ),
         ];
         for (entries, why) in cases {
             let staging = tempfile::tempdir().unwrap();

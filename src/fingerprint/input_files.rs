@@ -4,6 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
+use super::stat_cache::Stat;
 use crate::config::{InputSet, OutputPath};
 use crate::error::{Error, Result};
 
@@ -26,6 +27,8 @@ pub struct InputFile {
     pub rel: String,
     pub abs: PathBuf,
     pub kind: FileKind,
+    /// What the walk saw of it, so hashing need not stat it again.
+    pub stat: Option<Stat>,
 }
 
 /// The files of a task, sorted by path, plus the include patterns that matched nothing.
@@ -54,7 +57,14 @@ impl InputFiles {
                 Err(e) => return Err(Error::io("cannot read input", start_path)(e)),
             };
             if !meta.is_dir() {
-                consider(root, &start_path, &meta, inputs, &mut matched, &mut files)?;
+                consider(
+                    root,
+                    &start_path,
+                    Some(&meta),
+                    inputs,
+                    &mut matched,
+                    &mut files,
+                )?;
                 continue;
             }
             let skip_dirs: Vec<PathBuf> = skip.to_vec();
@@ -88,11 +98,8 @@ impl InputFiles {
                 if entry.file_type().is_some_and(|t| t.is_dir()) {
                     continue;
                 }
-                let meta = entry
-                    .path()
-                    .symlink_metadata()
-                    .map_err(Error::io("cannot read input", entry.path()))?;
-                consider(root, entry.path(), &meta, inputs, &mut matched, &mut files)?;
+                // Match by name first: only inputs are stat'ed.
+                consider(root, entry.path(), None, inputs, &mut matched, &mut files)?;
             }
         }
         files.sort_by(|a, b| a.rel.cmp(&b.rel));
@@ -160,7 +167,7 @@ impl InputFiles {
 fn consider(
     root: &Path,
     path: &Path,
-    meta: &std::fs::Metadata,
+    meta: Option<&std::fs::Metadata>,
     inputs: &InputSet,
     matched: &mut [bool],
     files: &mut Vec<InputFile>,
@@ -172,6 +179,16 @@ fn consider(
     if hits.is_empty() {
         return Ok(());
     }
+    let looked;
+    let meta = match meta {
+        Some(m) => m,
+        None => {
+            looked = path
+                .symlink_metadata()
+                .map_err(Error::io("cannot read input", path))?;
+            &looked
+        }
+    };
     if let Some(f) = input_file(root, path, meta)? {
         for i in hits {
             matched[i] = true;
@@ -211,6 +228,7 @@ fn input_file(root: &Path, path: &Path, meta: &std::fs::Metadata) -> Result<Opti
         rel,
         abs: path.to_path_buf(),
         kind,
+        stat: Some(Stat::of(meta)),
     }))
 }
 

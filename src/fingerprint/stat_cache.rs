@@ -19,8 +19,9 @@ const FORMAT: u32 = 1;
 /// stat changing: such files are hashed but not remembered (git's "racy" entries).
 const RACY_NS: i128 = 2_000_000_000;
 
+/// What identifies a file's state without reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-struct Stat {
+pub struct Stat {
     size: u64,
     mtime_ns: i128,
     ctime_ns: i128,
@@ -29,7 +30,7 @@ struct Stat {
 }
 
 impl Stat {
-    fn of(meta: &std::fs::Metadata) -> Stat {
+    pub fn of(meta: &std::fs::Metadata) -> Stat {
         Stat {
             size: meta.size(),
             mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
@@ -90,12 +91,19 @@ impl StatCache {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as i128)
             .unwrap_or(0);
-        files
-            .par_iter()
-            .map(|f| {
-                let meta = std::fs::symlink_metadata(&f.abs)?;
-                let stat = Stat::of(&meta);
-                // The file may have changed since it was listed: take what is there now.
+        // First what is remembered (cheap, in order), then the rest read and hashed; on all cores
+        // only when there is enough to read that threads pay off.
+        let mut out: Vec<Option<FileDigest>> = Vec::with_capacity(files.len());
+        let mut todo: Vec<(usize, InputFile, Stat)> = Vec::new();
+        {
+            let entries = self.entries.lock().expect("stat cache");
+            for (i, f) in files.iter().enumerate() {
+                // The walk's stat when there is one (a file changed since is caught by the next
+                // build: its stat then differs); otherwise look now.
+                let stat = match f.stat {
+                    Some(s) => s,
+                    None => Stat::of(&std::fs::symlink_metadata(&f.abs)?),
+                };
                 let file = InputFile {
                     kind: match &f.kind {
                         FileKind::File { .. } => FileKind::File {
@@ -106,24 +114,43 @@ impl StatCache {
                     },
                     ..f.clone()
                 };
-                let key = f.abs.to_string_lossy();
-                if !self.paranoid
-                    && let Some((s, h)) = self.entries.lock().expect("stat cache").get(key.as_ref())
-                    && *s == stat
-                {
-                    return Ok(FileDigest::of(&file, h.clone()));
+                match entries.get(f.abs.to_string_lossy().as_ref()) {
+                    Some((s, h)) if !self.paranoid && *s == stat => {
+                        out.push(Some(FileDigest::of(&file, h.clone())))
+                    }
+                    _ => {
+                        out.push(None);
+                        todo.push((i, file, stat));
+                    }
                 }
-                let hash = hash_file(&file)?;
-                if now - stat.mtime_ns > RACY_NS {
-                    self.entries
-                        .lock()
-                        .expect("stat cache")
-                        .insert(key.into_owned(), (stat, hash.clone()));
-                    *self.dirty.lock().expect("stat cache") = true;
-                }
-                Ok(FileDigest::of(&file, hash))
-            })
-            .collect()
+            }
+        }
+        let hash_one = |(i, file, stat): &(usize, InputFile, Stat)| -> std::io::Result<(usize, FileDigest, Stat)> {
+            Ok((*i, FileDigest::of(file, hash_file(file)?), *stat))
+        };
+        let bytes: u64 = todo.iter().map(|(_, _, s)| s.size).sum();
+        let hashed: Vec<(usize, FileDigest, Stat)> = if todo.len() > 4 && bytes > 4 * 1024 * 1024 {
+            todo.par_iter()
+                .map(hash_one)
+                .collect::<std::io::Result<_>>()?
+        } else {
+            todo.iter().map(hash_one).collect::<std::io::Result<_>>()?
+        };
+        let mut entries = self.entries.lock().expect("stat cache");
+        for (i, digest, stat) in hashed {
+            if now - stat.mtime_ns > RACY_NS {
+                entries.insert(
+                    files[i].abs.to_string_lossy().into_owned(),
+                    (stat, digest.sha256.clone()),
+                );
+                *self.dirty.lock().expect("stat cache") = true;
+            }
+            out[i] = Some(digest);
+        }
+        Ok(out
+            .into_iter()
+            .map(|d| d.expect("every file digested"))
+            .collect())
     }
 
     /// Writes the cache back if it changed (atomically: temp file, rename).
@@ -143,7 +170,12 @@ impl StatCache {
         };
         let bytes = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
         *entries = file.entries;
-        crate::cache::write_atomic(path, &bytes)
+        // Renamed into place but not fsynced: the stat cache is advisory, and losing it after a
+        // crash costs a re-hash, never a wrong key.
+        let tmp = tempfile::NamedTempFile::new_in(path.parent().expect("in the cache folder"))?;
+        std::fs::write(tmp.path(), &bytes)?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
     }
 }
 
@@ -161,6 +193,7 @@ mod tests {
                 executable: false,
                 size,
             },
+            stat: None,
         }
     }
 

@@ -234,9 +234,9 @@ outputs = ["l2.out"]
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until both long tasks run in containers.
+    // Wait until quick is done and both long tasks run in containers.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while p.labels.containers().len() < 2 {
+    while !p.path().join("q.out").exists() || p.labels.containers().len() < 2 {
         assert!(Instant::now() < deadline, "the long tasks never started");
         std::thread::sleep(Duration::from_millis(100));
     }
