@@ -458,3 +458,35 @@ fn a_no_change_build_of_the_example_touches_no_container() {
     }
     assert_eq!(events.actions(&p.labels), Vec::<String>::new());
 }
+
+/// The bench fixture (../shared/bench, with the real Flamenco spec): its no-change build creates
+/// no container either.
+#[test]
+fn a_no_change_build_of_the_bench_fixture_touches_no_container() {
+    require_toolchain_images();
+    let shared = crate::support::repo().join("../shared");
+    let p = Project::tiny("");
+    let out = Command::new("python3")
+        .arg(shared.join("bench/make_fixture.py"))
+        .arg(p.path())
+        .arg(shared.join("fixtures/flamenco-openapi.yaml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg = std::fs::read_to_string(crate::support::repo().join("bench/flamenco-build.toml"))
+        .unwrap()
+        .replace(
+            "cache_volume = \"flamenco-build-bench\"",
+            &format!("cache_volume = \"{}\"", p.volume),
+        );
+    std::fs::write(p.path().join("flamenco-build.toml"), cfg).unwrap();
+    p.run(&["build-optimized", "--progress", "plain"]).ok();
+    let events = Events::start();
+    let r = p.run(&["build-optimized", "--progress", "plain"]).ok();
+    assert_eq!(r.stdout.matches("Up to date").count(), 6, "{}", r.stdout);
+    assert_eq!(events.actions(&p.labels), Vec::<String>::new());
+}

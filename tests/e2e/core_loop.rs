@@ -408,3 +408,41 @@ fn wait_for_http(port: u16, path: &str) -> String {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn setup_builds_a_missing_image_from_its_dockerfile() {
+    require_toolchain_images();
+    let p = Project::tiny("");
+    let image = format!("flamenco-build/test-built:{}", p.labels.value);
+    let cfg = p.path().join("flamenco-build.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("\n\n", "\n")
+        + &format!(
+            "\n[toolchains.made]\nimage = \"{image}\"\ndockerfile = \"docker/made.Dockerfile\"\n\n[tasks.t]\ntoolchain = \"made\"\nrun = \"cat /made-by-dockerfile > out.txt\"\noutputs = [\"out.txt\"]\n"
+        );
+    std::fs::write(&cfg, text).unwrap();
+    p.write(
+        "docker/made.Dockerfile",
+        "FROM flamenco-build/debian:bookworm\nCOPY marker /made-by-dockerfile\n",
+    );
+    p.write("docker/marker", "from the build context\n");
+    struct Rmi(String);
+    impl Drop for Rmi {
+        fn drop(&mut self) {
+            let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
+        }
+    }
+    let _rmi = Rmi(image.clone());
+    let r = p.run(&["setup"]).ok();
+    assert!(
+        r.stdout.contains(&format!("toolchain made: {image}")) && r.stdout.contains("built in"),
+        "{}",
+        r.all()
+    );
+    let r = p.run(&["setup"]).ok();
+    assert!(r.stdout.contains("(present)"), "{}", r.all());
+    p.run(&["build", "t"]).ok();
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("out.txt")).unwrap(),
+        "from the build context\n"
+    );
+}
