@@ -94,6 +94,14 @@ impl Error {
         }
     }
 
+    /// A write failed because a disk (or quota) is full.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => matches!(source.raw_os_error(), Some(28) | Some(122)),
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(
         context: &'static str,
         path: impl Into<PathBuf>,

@@ -210,6 +210,8 @@ pub struct Scheduler<'a, E: Executor> {
     in_container: Mutex<BTreeSet<String>>,
     /// Whether this build saved anything to the cache.
     saved: std::sync::atomic::AtomicBool,
+    /// The cache folder's disk ran full: stage next to the workspace, do not save.
+    disk_full: std::sync::atomic::AtomicBool,
 }
 
 impl<'a, E: Executor> Scheduler<'a, E> {
@@ -245,6 +247,7 @@ impl<'a, E: Executor> Scheduler<'a, E> {
             indices: Mutex::default(),
             in_container: Mutex::default(),
             saved: Default::default(),
+            disk_full: Default::default(),
         }
     }
 
@@ -633,8 +636,8 @@ impl<'a, E: Executor> Scheduler<'a, E> {
         };
         let Some(mode) = &self.cache else {
             let files = self.task_files(task)?;
-            let staging = self.staging(task)?;
-            outcome.run = self.run_in_slot(task, files, staging.path()).await?;
+            let (run, staging) = self.run_staged(task, files).await?;
+            outcome.run = run;
             self.place(staging.path(), task)?;
             outcome.index = self.index(&task.name);
             outcome.total = started.elapsed();
@@ -712,21 +715,23 @@ impl<'a, E: Executor> Scheduler<'a, E> {
         }
 
         let files = self.with_dep_outputs(task, inputs)?;
-        let staging = self.staging(task)?;
-        outcome.run = self.run_in_slot(task, files, staging.path()).await?;
+        let (run, staging) = self.run_staged(task, files).await?;
+        outcome.run = run;
         let staged = InputFiles::from_outputs(staging.path(), &task.outputs)?;
         let manifest =
             tokio::task::block_in_place(|| to_manifest(&staged, &StatCache::in_memory()))?;
         let t = Instant::now();
-        self.saved.store(true, Ordering::Relaxed);
-        if let Err(e) = mode.cache.save(
-            &task.name,
-            &recipe,
-            staging.path(),
-            &manifest,
-            outcome.run.total(),
-        ) {
-            self.reporter.warn(&format!("not cached: {e}"));
+        if !self.disk_full.load(Ordering::Relaxed) {
+            self.saved.store(true, Ordering::Relaxed);
+            if let Err(e) = mode.cache.save(
+                &task.name,
+                &recipe,
+                staging.path(),
+                &manifest,
+                outcome.run.total(),
+            ) {
+                self.reporter.warn(&format!("not cached: {e}"));
+            }
         }
         outcome.save_time = t.elapsed();
         self.span(
@@ -852,7 +857,40 @@ impl<'a, E: Executor> Scheduler<'a, E> {
         to_manifest(&files, stat_cache)
     }
 
+    /// Runs the task with its outputs staged in the cache folder; when that folder's disk is
+    /// full, runs it again staged next to the workspace, and stays there for the rest of the build.
+    async fn run_staged(
+        &self,
+        task: &Task,
+        files: Vec<InputFile>,
+    ) -> Result<(Timings, tempfile::TempDir)> {
+        let staging = self.staging(task)?;
+        match self.run_in_slot(task, files.clone(), staging.path()).await {
+            Err(e) if e.is_disk_full() && !self.disk_full.swap(true, Ordering::Relaxed) => {
+                self.reporter.warn(&format!(
+                    "the cache folder's disk is full ({e}); building without caching, staging outputs in the project folder"
+                ));
+                drop(staging);
+                let staging = self.staging(task)?;
+                Ok((
+                    self.run_in_slot(task, files, staging.path()).await?,
+                    staging,
+                ))
+            }
+            r => Ok((r?, staging)),
+        }
+    }
+
     fn staging(&self, task: &Task) -> Result<tempfile::TempDir> {
+        if self.disk_full.load(Ordering::Relaxed) {
+            return tempfile::Builder::new()
+                .prefix(&format!(".flamenco-build-staging-{}-", task.name))
+                .tempdir_in(&self.config.root)
+                .map_err(Error::io(
+                    "cannot create the staging folder",
+                    &self.config.root,
+                ));
+        }
         let parent = self.config.cache_dir().join("tmp");
         std::fs::create_dir_all(&parent)
             .map_err(Error::io("cannot create the staging folder", &parent))?;

@@ -140,7 +140,16 @@ impl<'a> Build<'a> {
         if self.mode == Mode::Original {
             return Ok(None);
         }
-        let cache = LocalCache::open(&self.config.cache_dir())?;
+        let cache = match LocalCache::open(&self.config.cache_dir()) {
+            Ok(c) => c,
+            Err(e) if e.is_disk_full() => {
+                eprintln!(
+                    "warning: the cache folder's disk is full ({e}); building without the cache"
+                );
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
         let stat_cache = StatCache::load(cache.stat_cache_path(), self.args.paranoid);
         Ok(Some(CacheMode {
             cache,

@@ -7,7 +7,7 @@ use std::process::Command;
 use crate::support::{Events, Project, require_toolchain_images};
 
 /// Two tasks: `gen` turns src/*.txt (minus comment lines) into out/, `use` copies it on.
-fn two_tasks() -> Project {
+pub(crate) fn two_tasks() -> Project {
     let p = Project::tiny(
         r#"
 [tasks.gen]
@@ -29,11 +29,11 @@ outputs = ["final.txt"]
     p
 }
 
-fn ran(r: &crate::support::Run, task: &str) -> bool {
+pub(crate) fn ran(r: &crate::support::Run, task: &str) -> bool {
     r.stdout.contains(&format!("Completed {task} ("))
 }
 
-fn cached(r: &crate::support::Run, task: &str) -> bool {
+pub(crate) fn cached(r: &crate::support::Run, task: &str) -> bool {
     r.stdout.contains(&format!("Up to date {task} ("))
         || r.stdout.contains(&format!("Restored {task} ("))
 }

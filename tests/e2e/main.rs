@@ -7,5 +7,6 @@ mod cache;
 mod core_loop;
 mod dockerfile_dev;
 mod parallel;
+mod reliability;
 mod remote_engine;
 mod workflow;
