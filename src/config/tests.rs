@@ -312,3 +312,29 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn the_builtin_graph_reads_as_flamencos_build() {
+    let c = Config::parse(
+        PathBuf::from("/p"),
+        Source::new(flamenco::SOURCE_NAME, flamenco::GRAPH),
+        true,
+    )
+    .unwrap();
+    insta::assert_snapshot!("builtin_graph", Graph::new(&c).unwrap().to_text(&c));
+}
+
+#[test]
+fn diagnostics_quote_the_line() {
+    let text = ISSUE_SHAPE.replace("deps = [\"generate-go\", ", "deps = [\"generate-gox\", ");
+    let e = match parse(&text) {
+        Err(Error::Config(ds)) => ds[0].to_string(),
+        _ => panic!("accepted"),
+    };
+    insta::assert_snapshot!(e, @r#"
+    flamenco-build.toml:30:9: error: task `manager` depends on unknown task `generate-gox`
+       |
+    30 | deps = ["generate-gox", "webapp-static"]
+       |         ^
+    "#);
+}
