@@ -104,6 +104,17 @@ pub struct BuildSummary {
 }
 
 impl BuildSummary {
+    /// The time of all finished tasks added up (what the parallel efficiency divides).
+    pub fn task_time(&self) -> Duration {
+        self.tasks
+            .iter()
+            .filter_map(|(_, s)| match s {
+                TaskState::Done(o) => Some(o.total),
+                _ => None,
+            })
+            .sum()
+    }
+
     /// The `--json` document: per task its status, key, cache result and phase times.
     pub fn to_json(&self) -> serde_json::Value {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -415,14 +426,7 @@ impl<'a, E: Executor> Scheduler<'a, E> {
             wall: self.reporter.elapsed(),
             jobs: self.jobs,
         };
-        let task_time: Duration = summary
-            .tasks
-            .iter()
-            .filter_map(|(_, s)| match s {
-                TaskState::Done(o) => Some(o.total),
-                _ => None,
-            })
-            .sum();
+        let task_time = summary.task_time();
         match first_error {
             None => {
                 self.reporter.finished(task_time);
@@ -500,15 +504,7 @@ impl<'a, E: Executor> Scheduler<'a, E> {
         };
         match error {
             None => {
-                let task_time = summary
-                    .tasks
-                    .iter()
-                    .filter_map(|(_, s)| match s {
-                        TaskState::Done(o) => Some(o.total),
-                        _ => None,
-                    })
-                    .sum();
-                self.reporter.finished(task_time);
+                self.reporter.finished(summary.task_time());
                 (summary, Ok(()))
             }
             Some(e) => {

@@ -122,22 +122,28 @@ impl DockerEngine {
         }
     }
 
+    /// Every container (running or not) matching a label filter (`key` or `key=value`).
+    async fn containers_labelled(
+        &self,
+        label: &str,
+    ) -> Result<Vec<bollard::models::ContainerSummary>> {
+        let mut filters = HashMap::new();
+        filters.insert("label".to_string(), vec![label.to_string()]);
+        let opts = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        self.docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(self.err("listing containers"))
+    }
+
     /// Removes containers left by earlier runs of this host whose process is gone (a crash, a
     /// SIGKILL). Returns how many.
     pub async fn reap_leftovers(&self) -> Result<usize> {
         let me = hostname();
-        let mut filters = HashMap::new();
-        filters.insert("label".to_string(), vec![LABEL_RUN.to_string()]);
-        let list = self
-            .docker
-            .list_containers(Some(
-                ListContainersOptionsBuilder::new()
-                    .all(true)
-                    .filters(&filters)
-                    .build(),
-            ))
-            .await
-            .map_err(self.err("listing containers"))?;
+        let list = self.containers_labelled(LABEL_RUN).await?;
         let mut reaped = 0;
         for c in list {
             let labels = c.labels.unwrap_or_default();
@@ -188,18 +194,9 @@ impl DockerEngine {
 
     /// Removes the containers of a run that died without cleaning up; returns how many.
     pub async fn remove_containers_of_run(&self, run_id: &str) -> Result<usize> {
-        let mut filters = HashMap::new();
-        filters.insert("label".to_string(), vec![format!("{LABEL_RUN}={run_id}")]);
         let list = self
-            .docker
-            .list_containers(Some(
-                ListContainersOptionsBuilder::new()
-                    .all(true)
-                    .filters(&filters)
-                    .build(),
-            ))
-            .await
-            .map_err(self.err("listing containers"))?;
+            .containers_labelled(&format!("{LABEL_RUN}={run_id}"))
+            .await?;
         let ids: Vec<String> = list.into_iter().filter_map(|c| c.id).collect();
         futures_util::future::join_all(ids.iter().map(|id| self.remove_container(id))).await;
         Ok(ids.len())

@@ -88,13 +88,8 @@ impl InputFiles {
                 })
                 .build();
             for entry in walker {
-                let entry = entry.map_err(|e| Error::Io {
-                    context: "cannot walk the inputs",
-                    path: start_path.clone(),
-                    source: e
-                        .into_io_error()
-                        .unwrap_or_else(|| std::io::Error::other("walk failed")),
-                })?;
+                let entry =
+                    entry.map_err(|e| walk_error("cannot walk the inputs", &start_path, e))?;
                 if entry.file_type().is_some_and(|t| t.is_dir()) {
                     continue;
                 }
@@ -137,13 +132,7 @@ impl InputFiles {
                 .follow_links(false)
                 .build()
             {
-                let entry = entry.map_err(|e| Error::Io {
-                    context: "cannot walk the outputs",
-                    path: start.clone(),
-                    source: e
-                        .into_io_error()
-                        .unwrap_or_else(|| std::io::Error::other("walk failed")),
-                })?;
+                let entry = entry.map_err(|e| walk_error("cannot walk the outputs", &start, e))?;
                 if entry.file_type().is_some_and(|t| t.is_dir()) {
                     continue;
                 }
@@ -161,6 +150,16 @@ impl InputFiles {
         files.sort_by(|a, b| a.rel.cmp(&b.rel));
         files.dedup_by(|a, b| a.rel == b.rel);
         Ok(files)
+    }
+}
+
+fn walk_error(context: &'static str, path: &Path, e: ignore::Error) -> Error {
+    Error::Io {
+        context,
+        path: path.to_path_buf(),
+        source: e
+            .into_io_error()
+            .unwrap_or_else(|| std::io::Error::other("walk failed")),
     }
 }
 

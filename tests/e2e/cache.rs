@@ -442,14 +442,7 @@ fn a_no_change_build_of_the_example_touches_no_container() {
     p.run(&["build-incremental"]).ok();
     let events = Events::start();
     let r = p.run(&["build-incremental"]).ok();
-    for task in [
-        "generate-go",
-        "generate-py",
-        "generate-js",
-        "webapp-static",
-        "manager",
-        "worker",
-    ] {
+    for task in crate::support::EXAMPLE_TASKS {
         assert!(
             r.stdout.contains(&format!("Up to date {task} (")),
             "{task}: {}",

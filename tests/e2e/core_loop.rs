@@ -313,14 +313,7 @@ fn the_example_builds_and_its_programs_work() {
         started.elapsed().as_secs_f64(),
         r.stdout
     );
-    for task in [
-        "generate-go",
-        "generate-py",
-        "generate-js",
-        "webapp-static",
-        "manager",
-        "worker",
-    ] {
+    for task in crate::support::EXAMPLE_TASKS {
         assert!(
             r.stdout.contains(&format!("Completed {task} (")),
             "{task}: {}",

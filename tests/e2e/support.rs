@@ -4,6 +4,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+/// The six tasks of examples/flamenco-mini.
+pub const EXAMPLE_TASKS: [&str; 6] = [
+    "generate-go",
+    "generate-py",
+    "generate-js",
+    "webapp-static",
+    "manager",
+    "worker",
+];
+
 /// The repository root.
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
