@@ -6,6 +6,7 @@ mod support;
 mod cache;
 mod core_loop;
 mod dockerfile_dev;
+mod faults;
 mod parallel;
 mod reliability;
 mod remote_engine;

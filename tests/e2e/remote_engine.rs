@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{Project, docker_lines, require_toolchain_images};
 
-const IMAGES: [&str; 4] = [
+pub(crate) const IMAGES: [&str; 4] = [
     "flamenco-build/debian:bookworm",
     "flamenco-build/go:1.23",
     "flamenco-build/node:22",
@@ -14,15 +14,15 @@ const IMAGES: [&str; 4] = [
 ];
 
 /// A dockerd of the test's own; stopped, and its folders and bridge removed, on drop.
-struct SecondEngine {
+pub(crate) struct SecondEngine {
     child: Child,
     dir: tempfile::TempDir,
-    host: String,
+    pub(crate) host: String,
     bridge: String,
 }
 
 impl SecondEngine {
-    fn start() -> SecondEngine {
+    pub(crate) fn start() -> SecondEngine {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -107,7 +107,7 @@ impl SecondEngine {
     }
 
     /// `docker save` from the machine's engine, `docker load` into this one.
-    fn load(&self, image: &str) {
+    pub(crate) fn load(&self, image: &str) {
         let status = Command::new("sh")
             .arg("-c")
             .arg(format!(
