@@ -385,7 +385,11 @@ impl<'a, E: Executor> Scheduler<'a, E> {
                     let took = self.reporter.elapsed();
                     self.reporter
                         .task_failed(self.index(name), total, name, took);
-                    self.reporter.warn(&e.to_string());
+                    // The first failure is the build's error (printed at the end); later ones
+                    // (--keep-going) are shown as they happen.
+                    if first_error.is_some() {
+                        self.reporter.warn(&e.to_string());
+                    }
                     states.insert(name.to_string(), TaskState::Failed(e.to_string()));
                     first_error.get_or_insert(e);
                     if !keep_going {

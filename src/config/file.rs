@@ -78,8 +78,36 @@ fn parse_size(v: &SizeValue) -> Result<u64, String> {
     match v {
         SizeValue::Bytes(n) if *n >= 0 => Ok(*n as u64),
         SizeValue::Bytes(n) => Err(format!("{n} is negative")),
-        SizeValue::Text(t) => t.parse::<bytesize::ByteSize>().map(|b| b.as_u64()),
+        SizeValue::Text(t) => parse_size_text(t),
     }
+}
+
+/// A size as Docker reads one (`512m`, `2GB`, `1.5GiB`): K, M, G and T are powers of 1024, with or
+/// without a trailing `B` or `iB`. Hand-written because the crates read "MB" as 10^6, and memory
+/// limits here must mean what they mean to `docker run -m`.
+fn parse_size_text(t: &str) -> Result<u64, String> {
+    let t = t.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{t}` does not start with a number"))?;
+    let unit = unit.trim().to_ascii_lowercase();
+    let unit = unit
+        .strip_suffix("ib")
+        .or_else(|| unit.strip_suffix('b'))
+        .unwrap_or(&unit);
+    let factor: u64 = match unit {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        other => return Err(format!("unknown unit `{other}` (use K, M, G or T)")),
+    };
+    Ok((n * factor as f64) as u64)
 }
 
 fn is_name(s: &str) -> bool {

@@ -190,6 +190,46 @@ fn duplicate_outputs_empty_run_bad_glob_and_escapes() {
 }
 
 #[test]
+fn sizes_read_as_docker_reads_them() {
+    let text = ISSUE_SHAPE
+        .replace(
+            "jobs = 4",
+            "jobs = 4\ncache_max_size = \"5GB\"\ncache_max_age = \"12h\"",
+        )
+        .replace(
+            "network = false",
+            "network = false\nmemory = \"256MB\"\ncpus = 1.5",
+        );
+    let c = parse(&text).unwrap();
+    assert_eq!(c.settings.cache_max_size, 5 << 30);
+    assert_eq!(
+        c.settings.cache_max_age,
+        std::time::Duration::from_secs(12 * 3600)
+    );
+    assert_eq!(c.tasks["manager"].memory, Some(256 << 20));
+    assert_eq!(c.tasks["manager"].cpus, Some(1.5));
+    for (v, want) in [
+        ("512m", 512u64 << 20),
+        ("1.5GiB", 3 << 29),
+        ("100", 100),
+        ("64 KB", 64 << 10),
+    ] {
+        let t = ISSUE_SHAPE.replace(
+            "network = false",
+            &format!("network = false\nmemory = \"{v}\""),
+        );
+        let got = parse(&t).map(|c| c.tasks["manager"].memory);
+        if want >= 4 << 20 {
+            assert_eq!(got.unwrap(), Some(want), "{v}");
+        } else {
+            assert!(got.is_err(), "{v} is below the 4MB minimum");
+        }
+    }
+    let e = errors(&ISSUE_SHAPE.replace("network = false", "network = false\nmemory = \"lots\""));
+    assert!(e[0].contains("`memory` is not a size"), "{e:?}");
+}
+
+#[test]
 fn malformed_toml_points_at_the_line() {
     let e = errors("[settings]\njobs = 4\n[tasks.x\n");
     assert_eq!(e.len(), 1);

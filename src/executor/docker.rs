@@ -109,6 +109,8 @@ impl DockerEngine {
         let context = context.into();
         move |source| match source {
             BollardError::HyperResponseError { .. }
+            | BollardError::HyperLegacyError { .. }
+            | BollardError::RequestTimeoutError
             | BollardError::IOError { .. }
             | BollardError::SocketNotFoundError(_) => Error::DockerUnavailable {
                 host: self.host.clone(),
@@ -402,14 +404,32 @@ impl DockerEngine {
         let code = code?;
         t.run = started.elapsed();
         if code != 0 {
-            let oom = self
+            // An engine going away kills its containers too: that is the engine's failure, not
+            // the task's, so an engine that no longer answers is reported as such.
+            let state = self
                 .docker
                 .inspect_container(id, None)
                 .await
-                .ok()
-                .and_then(|i| i.state)
-                .and_then(|s| s.oom_killed)
-                .unwrap_or(false);
+                .map_err(self.err(format!("inspecting the container of {task}")))?
+                .state;
+            let oom = state.and_then(|s| s.oom_killed).unwrap_or(false);
+            if !oom && (code == 137 || code == 143) {
+                // Killed by a signal: a stopping engine kills its containers before it stops
+                // answering. Give it a moment and ask whether it is still there.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if let Err(e) = self.docker.ping().await {
+                    return Err(Error::DockerUnavailable {
+                        host: self.host.clone(),
+                        reason: format!(
+                            "the engine went away while task {task} ran: {}",
+                            short_reason(&e)
+                        ),
+                    });
+                }
+            }
+            // The follow stream can end before the engine has written the last lines; once the
+            // container has exited, its stored log is complete.
+            let tail = self.log_tail(id).await.unwrap_or(tail);
             let killed = if oom {
                 let limit = job
                     .task
@@ -486,6 +506,28 @@ impl DockerEngine {
         }
         t.download = started.elapsed();
         Ok(())
+    }
+
+    /// The last lines of an exited container's stored log.
+    async fn log_tail(&self, id: &str) -> Option<Vec<String>> {
+        let opts = LogsOptionsBuilder::new()
+            .follow(false)
+            .stdout(true)
+            .stderr(true)
+            .tail(&LOG_TAIL.to_string())
+            .build();
+        let chunks: Vec<bollard::container::LogOutput> =
+            self.docker.logs(id, Some(opts)).try_collect().await.ok()?;
+        let mut text = Vec::new();
+        for c in chunks {
+            text.extend_from_slice(&c.into_bytes());
+        }
+        let lines: Vec<String> = String::from_utf8_lossy(&text)
+            .lines()
+            .map(|l| l.trim_end_matches('\r').to_string())
+            .collect();
+        let skip = lines.len().saturating_sub(LOG_TAIL);
+        Some(lines.into_iter().skip(skip).collect())
     }
 
     /// Streams the container's log to the job's sink line by line; returns the last lines.

@@ -93,6 +93,7 @@ outputs = ["leaked.txt"]
     assert!(!p.path().join("leaked.txt").exists());
 }
 
+/// (stdout and stderr reach the engine's log separately: the pause orders them.)
 #[test]
 fn a_failing_task_names_itself_and_shows_its_log_tail() {
     require_toolchain_images();
@@ -106,7 +107,7 @@ outputs = ["ok.txt"]
 [tasks.broken]
 toolchain = "go"
 deps = ["ok"]
-run = "for i in $(seq 1 80); do echo line-$i; done; echo to-stderr >&2; exit 3"
+run = "for i in $(seq 1 80); do echo line-$i; done; sleep 0.3; echo to-stderr >&2; exit 3"
 outputs = ["never"]
 
 [tasks.after]
