@@ -95,6 +95,10 @@ impl Drop for Labels {
                 .args(["volume", "rm", "-f", &v])
                 .output();
         }
+        // Images a test built carry its label too (a rebuilt tag leaves the old image untagged).
+        for i in docker_lines(&["images", "-q", "--filter", &self.filter()]) {
+            let _ = Command::new("docker").args(["rmi", "-f", &i]).output();
+        }
     }
 }
 
