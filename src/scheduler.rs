@@ -563,7 +563,11 @@ impl<'a, E: Executor> Scheduler<'a, E> {
                         }
                     }
                     None => {
-                        let why = match meta.as_ref().and_then(|m| m.last_recipe()) {
+                        let last = meta
+                            .as_ref()
+                            .and_then(|m| m.last_key())
+                            .and_then(|k| mode.cache.recipe(name, k));
+                        let why = match last.as_ref() {
                             Some(old) => recipe.explain_against(old).join("; "),
                             None => "never built with this cache".into(),
                         };
@@ -700,7 +704,11 @@ impl<'a, E: Executor> Scheduler<'a, E> {
                 }
             }
         } else if mode.explain {
-            let why = match meta.as_ref().and_then(|m| m.last_recipe()) {
+            let last = meta
+                .as_ref()
+                .and_then(|m| m.last_key())
+                .and_then(|k| mode.cache.recipe(&task.name, k));
+            let why = match last.as_ref() {
                 Some(old) => {
                     let reasons = recipe.explain_against(old);
                     if reasons.is_empty() {

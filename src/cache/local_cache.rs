@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::fingerprint::{KeyRecipe, Manifest, TaskKey};
 
 /// The layout version of the cache folder; another version's content is cleared on open.
-pub const CACHE_FORMAT: u32 = 1;
+pub const CACHE_FORMAT: u32 = 2;
 
 const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
 # This file is a cache directory tag created by flamenco-build.\n\
@@ -139,6 +139,19 @@ impl LocalCache {
         self.dir.join("metadata").join(format!("{task}.meta.json"))
     }
 
+    fn recipe_path(&self, task: &str, key: &TaskKey) -> PathBuf {
+        self.dir
+            .join("metadata")
+            .join(format!("{task}.recipes"))
+            .join(format!("{key}.json"))
+    }
+
+    /// The recipe an entry's key was computed from, for explaining a later miss.
+    pub fn recipe(&self, task: &str, key: &TaskKey) -> Option<KeyRecipe> {
+        let bytes = std::fs::read(self.recipe_path(task, key)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
     fn artifact_dir(&self, task: &str) -> PathBuf {
         self.dir.join("artifacts").join(task)
     }
@@ -175,6 +188,9 @@ impl LocalCache {
                 if let Ok(_lock) = self.lock() {
                     let _ = std::fs::remove_file(&path);
                     let _ = std::fs::remove_dir_all(self.artifact_dir(task));
+                    let _ = std::fs::remove_dir_all(
+                        self.dir.join("metadata").join(format!("{task}.recipes")),
+                    );
                 }
                 None
             }
@@ -247,7 +263,6 @@ impl LocalCache {
         let t = now();
         let entry = Entry {
             key: key.clone(),
-            recipe: recipe.clone(),
             outputs: outputs.clone(),
             archive: name,
             archive_size,
@@ -258,6 +273,15 @@ impl LocalCache {
             hits: 0,
             saved_ms: 0,
         };
+        // The recipe (every input's digest) is kept apart: only `--explain` reads it, and the
+        // metadata every build reads stays small however many entries a task has.
+        let recipe_path = self.recipe_path(task, &key);
+        if let Some(dir) = recipe_path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let recipe_json = serde_json::to_vec(recipe).expect("a recipe serialises");
+        write_atomic(&recipe_path, &recipe_json)
+            .map_err(Error::io("cannot write the key recipe", &recipe_path))?;
         meta.entries.insert(key.clone(), entry.clone());
         meta.last = Some(key);
         self.write_meta(task, &meta)?;
@@ -304,6 +328,7 @@ impl LocalCache {
                 && is_safe_file_name(&e.archive)
             {
                 let _ = std::fs::remove_file(self.artifact_dir(task).join(&e.archive));
+                let _ = std::fs::remove_file(self.recipe_path(task, key));
             }
             if meta.last.as_ref() == Some(key) {
                 meta.last = None;
@@ -402,6 +427,7 @@ impl LocalCache {
             let m = metas.get_mut(&task).expect("loaded");
             if let Some(e) = m.entries.remove(&key) {
                 let _ = std::fs::remove_file(self.artifact_dir(&task).join(&e.archive));
+                let _ = std::fs::remove_file(self.recipe_path(&task, &key));
             }
             if m.last.as_ref() == Some(&key) {
                 m.last = None;

@@ -1,13 +1,14 @@
-//! `metadata/<task>.meta.json`: the entries saved for one task, each with its key, the recipe
-//! the key was computed from, the output manifest, and what it cost and saved.
+//! `metadata/<task>.meta.json`: the entries saved for one task, each with its key, the output
+//! manifest, and what it cost and saved. The recipe each key was computed from lies beside it in
+//! `metadata/<task>.recipes/<key>.json`.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::fingerprint::{KeyRecipe, Manifest, TaskKey};
+use crate::fingerprint::{Manifest, TaskKey};
 
-pub const METADATA_FORMAT: u32 = 1;
+pub const METADATA_FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskMetadata {
@@ -21,7 +22,6 @@ pub struct TaskMetadata {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Entry {
     pub key: TaskKey,
-    pub recipe: KeyRecipe,
     /// The outputs, per file: SHA-256, size, mode.
     pub outputs: Manifest,
     /// The archive's file name in `artifacts/<task>/`.
@@ -49,12 +49,16 @@ impl TaskMetadata {
         }
     }
 
-    /// The recipe of the last recorded run, for explaining a miss.
-    pub fn last_recipe(&self) -> Option<&KeyRecipe> {
+    /// The key of the last recorded run, whose recipe explains a miss.
+    pub fn last_key(&self) -> Option<&TaskKey> {
         self.last
             .as_ref()
-            .and_then(|k| self.entries.get(k))
-            .or_else(|| self.entries.values().max_by_key(|e| e.last_used))
-            .map(|e| &e.recipe)
+            .filter(|k| self.entries.contains_key(*k))
+            .or_else(|| {
+                self.entries
+                    .values()
+                    .max_by_key(|e| e.last_used)
+                    .map(|e| &e.key)
+            })
     }
 }
