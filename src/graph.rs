@@ -11,7 +11,6 @@ use crate::error::{Error, Result};
 pub struct Graph {
     /// All tasks in a dependency order (a task after all its dependencies; ties by name).
     order: Vec<String>,
-    dependents: BTreeMap<String, Vec<String>>,
 }
 
 impl Graph {
@@ -62,17 +61,12 @@ impl Graph {
             }
         }
         debug_assert_eq!(order.len(), config.tasks.len());
-        Ok(Graph { order, dependents })
+        Ok(Graph { order })
     }
 
     /// Every task in dependency order.
     pub fn order(&self) -> &[String] {
         &self.order
-    }
-
-    /// The tasks that name `task` as a dependency.
-    pub fn dependents(&self, task: &str) -> &[String] {
-        self.dependents.get(task).map_or(&[], Vec::as_slice)
     }
 
     /// The targets and everything they need, in dependency order; all tasks when `targets` is empty.

@@ -21,9 +21,6 @@ use crate::fingerprint::{
 };
 use crate::report::{CACHE_ROW, Reporter, Trace};
 
-/// Variables a task may declare that flamenco-build derives when the host does not set them.
-pub const DERIVED_ENV: &[&str] = &["GITHASH"];
-
 /// What happened to a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -107,10 +107,6 @@ impl LocalCache {
         Ok(cache)
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Where builds stage outputs before placing them (same file system as the cache).
     pub fn tmp_dir(&self) -> PathBuf {
         self.dir.join("tmp")

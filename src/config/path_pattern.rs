@@ -149,10 +149,6 @@ impl InputSet {
     pub fn roots(&self) -> &[String] {
         &self.roots
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.include_origin.is_empty()
-    }
 }
 
 /// A declared output: a file, a folder (replaced whole), or a glob.
