@@ -15,7 +15,7 @@ flamenco-build created, the RUN steps BuildKit executed, flamenco-build's peak R
 artifacts of both tools, and the per-task container overhead (a one-task `touch x` graph).
 
 Usage: scripts/bench.py [--runs N] [--scale S] [--mode MODE] [--keep] [--json FILE] [--bin PATH]
-                        [--micro-runs N] [--dockerfile-as-is]
+                        [--micro-runs N] [--dockerfile-as-is] [--scenario NAME ...]
 Needs: the toolchain images (scripts/toolchain-images.sh), a Docker engine; installs the buildx plugin
 (scripts/install-buildx.sh) if missing. Never run it next to another build: it measures wall time.
 """
@@ -475,7 +475,7 @@ class Bench:
         self.setup()
         self.start_events()
         self.warm_up()
-        for name in ("no-change", "go-worker", "css", "cold"):
+        for name in self.args.scenario or list(TARGETS):
             self.scenario(name)
         self.compare_artifacts()
         if self.args.micro_runs > 0:
@@ -505,6 +505,8 @@ def main():
     ap.add_argument("--json", metavar="FILE", help="also write every measurement as JSON")
     ap.add_argument("--bin", metavar="PATH", help="flamenco-build binary (default target/release/flamenco-build)")
     ap.add_argument("--micro-runs", type=int, default=10, help="runs of the one-task graph (default 10; 0: skip)")
+    ap.add_argument("--scenario", action="append", choices=list(TARGETS),
+                    help="run only this scenario (repeatable; default: all four)")
     ap.add_argument("--dockerfile-as-is", action="store_true",
                     help="use Dockerfile.buildkit unchanged, even if its Go cache mount misses the image's GOCACHE")
     args = ap.parse_args()

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::executor::{Executor, TaskJob, Timings, tarball};
 use crate::fingerprint::{
     FileDigest, InputFile, InputFiles, KEY_FORMAT, KeyRecipe, Manifest, StatCache, TaskKey,
-    env_value_hash, manifest_hash,
+    TaskSnapshot, WorkspaceSnapshot, env_value_hash, manifest_hash,
 };
 use crate::report::{CACHE_ROW, Reporter, Trace};
 
@@ -60,6 +60,8 @@ pub struct CacheMode {
     pub stat_cache: StatCache,
     /// Print, per task, hit or miss and why.
     pub explain: bool,
+    /// The tasks' inputs and outputs read ahead, when the build began.
+    pub snapshot: Option<WorkspaceSnapshot>,
 }
 
 /// How a task of a build ended.
@@ -220,6 +222,8 @@ pub struct Scheduler<'a, E: Executor> {
     saved: std::sync::atomic::AtomicBool,
     /// The cache folder's disk ran full: stage next to the workspace, do not save.
     disk_full: std::sync::atomic::AtomicBool,
+    /// How many tasks' outputs this build has put in the workspace.
+    placed: AtomicUsize,
 }
 
 impl<'a, E: Executor> Scheduler<'a, E> {
@@ -256,6 +260,7 @@ impl<'a, E: Executor> Scheduler<'a, E> {
             in_container: Mutex::default(),
             saved: Default::default(),
             disk_full: Default::default(),
+            placed: AtomicUsize::new(0),
         }
     }
 
@@ -645,9 +650,19 @@ impl<'a, E: Executor> Scheduler<'a, E> {
             return Ok(outcome);
         };
 
-        let inputs = self.task_inputs(task)?;
-        let digests = tokio::task::block_in_place(|| mode.stat_cache.digest_all(&inputs))
-            .map_err(Error::io("cannot hash the inputs of", task.name.as_str()))?;
+        let (inputs, digests, here) = match self.snapshot_of(mode, task) {
+            Some(s) => {
+                self.warn_unmatched(task, &s.unmatched);
+                (s.inputs, s.digests, Some(s.outputs))
+            }
+            None => {
+                let inputs = self.task_inputs(task)?;
+                let digests =
+                    tokio::task::block_in_place(|| mode.stat_cache.digest_all(&inputs))
+                        .map_err(Error::io("cannot hash the inputs of", task.name.as_str()))?;
+                (inputs, digests, None)
+            }
+        };
         let recipe = self.recipe(task, &inputs, digests, dep_outputs);
         let key = recipe.key();
         outcome.key_time = started.elapsed();
@@ -662,11 +677,17 @@ impl<'a, E: Executor> Scheduler<'a, E> {
         tracing::debug!(task = %task.name, took = ?outcome.key_time, files = inputs.len(), "computed the key");
 
         let meta = mode.cache.load(&task.name);
-        if let Some(entry) = meta.as_ref().and_then(|m| m.entries.get(&key)) {
-            let here = self.workspace_outputs(task, &mode.stat_cache)?;
+        if let Some((meta, entry)) = meta
+            .as_ref()
+            .and_then(|m| m.entries.get(&key).map(|e| (m, e)))
+        {
+            let here = match here {
+                Some(h) => h,
+                None => self.workspace_outputs(task, &mode.stat_cache)?,
+            };
             if here == entry.outputs {
                 self.explain(mode, task, "hit, outputs up to date", &key);
-                mode.cache.record_hit(&task.name, &key, false);
+                mode.cache.record_hit(&task.name, meta, &key, false);
                 outcome.result = CacheResult::UpToDate;
                 outcome.outputs = here;
                 return Ok(self.finish_outcome(outcome, started, CACHE_ROW));
@@ -677,7 +698,7 @@ impl<'a, E: Executor> Scheduler<'a, E> {
                 Ok(()) => {
                     self.place(staging.path(), task)?;
                     self.explain(mode, task, "hit, restored from the cache", &key);
-                    mode.cache.record_hit(&task.name, &key, true);
+                    mode.cache.record_hit(&task.name, meta, &key, true);
                     outcome.result = CacheResult::Restored;
                     outcome.outputs = entry.outputs.clone();
                     outcome.restore_time = t.elapsed();
@@ -912,15 +933,33 @@ impl<'a, E: Executor> Scheduler<'a, E> {
             Some(c) => Some(c.cache.lock()?),
             None => None,
         };
+        // Counted before the first rename: from here on the snapshot may be out of date.
+        self.placed.fetch_add(1, Ordering::SeqCst);
         tarball::place_outputs(staging, &self.config.root, &task.outputs)
+    }
+
+    /// The task's part of the snapshot taken when the build began, while it still holds: until
+    /// this build puts any outputs in the workspace (which could be another task's inputs).
+    /// Outputs of different tasks never overlap, so a task's own outputs change only when it
+    /// places them itself.
+    fn snapshot_of(&self, mode: &CacheMode, task: &Task) -> Option<TaskSnapshot> {
+        let snapshot = mode.snapshot.as_ref()?;
+        if self.placed.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        snapshot.claim(&task.name)
     }
 
     /// The task's declared input files (without what its dependencies' outputs cover).
     pub fn task_inputs(&self, task: &Task) -> Result<Vec<InputFile>> {
-        let root = &self.config.root;
-        let skip = [self.config.cache_dir(), root.join(".git")];
-        let found = InputFiles::collect(root, &task.inputs, &skip)?;
-        for i in &found.unmatched {
+        let found = InputFiles::of_task(self.config, task)?;
+        self.warn_unmatched(task, &found.unmatched);
+        Ok(found.files)
+    }
+
+    /// A warning for each include pattern of the task that matched no file.
+    fn warn_unmatched(&self, task: &Task, unmatched: &[usize]) {
+        for i in unmatched {
             let span = task.input_spans.get(*i).cloned().flatten();
             let d = self
                 .config
@@ -935,16 +974,6 @@ impl<'a, E: Executor> Scheduler<'a, E> {
                 .as_warning();
             eprintln!("{d}");
         }
-        let covered = |rel: &str| {
-            task.deps
-                .iter()
-                .any(|d| self.config.tasks[d].outputs.iter().any(|o| o.contains(rel)))
-        };
-        Ok(found
-            .files
-            .into_iter()
-            .filter(|f| !covered(&f.rel))
-            .collect())
     }
 
     /// Everything a task receives: its inputs plus its direct dependencies' outputs (which win

@@ -292,8 +292,8 @@ impl LocalCache {
 
     /// Records that an entry was used (restored or up to date). Cheap when nothing changes: the
     /// metadata is only rewritten when the task's last key changes or its use time is stale.
-    pub fn record_hit(&self, task: &str, key: &TaskKey, restored: bool) {
-        let Some(meta) = self.load(task) else { return };
+    /// `meta` is what [`LocalCache::load`] just gave for `task`: it is read again only to write.
+    pub fn record_hit(&self, task: &str, meta: &TaskMetadata, key: &TaskKey, restored: bool) {
         let Some(e) = meta.entries.get(key) else {
             return;
         };

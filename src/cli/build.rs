@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::executor::{
     DockerEngine, Executor, ImageProvider, LocalExecutor, Provenance, RunRegistry,
 };
-use crate::fingerprint::StatCache;
+use crate::fingerprint::{StatCache, WorkspaceSnapshot};
 use crate::graph::Graph;
 use crate::report::{Progress, Reporter, Trace};
 use crate::scheduler::{CacheMode, Scheduler};
@@ -99,26 +99,37 @@ impl<'a> Build<'a> {
         })
     }
 
-    /// Resolves the image of every toolchain the plan uses; with `lookup_only`, only what is present.
+    /// Starts looking up, all at once and in the background, the image of every toolchain the
+    /// plan uses (in [`Build::toolchains`] order). On a no-change build these are the only engine
+    /// calls: they overlap with reading the workspace.
+    fn look_up_images(
+        &self,
+        engine: &DockerEngine,
+    ) -> tokio::task::JoinHandle<Vec<Result<Option<String>>>> {
+        let engine = engine.clone();
+        let root = self.config.root.clone();
+        let images: Vec<String> = self
+            .toolchains()
+            .into_iter()
+            .map(|tc| tc.image.clone())
+            .collect();
+        tokio::spawn(async move {
+            let provider = ImageProvider::new(&engine, &root, false);
+            futures_util::future::join_all(images.iter().map(|i| provider.lookup(i))).await
+        })
+    }
+
+    /// The image ID of every toolchain the plan uses, from what [`Build::look_up_images`] found;
+    /// a missing image is pulled or built, unless `lookup_only`.
     async fn images(
         &self,
         engine: &DockerEngine,
+        found: Vec<Result<Option<String>>>,
         lookup_only: bool,
     ) -> Result<BTreeMap<String, String>> {
         let provider = ImageProvider::new(engine, &self.config.root, self.verbose);
-        let mut toolchains: Vec<&crate::config::Toolchain> = Vec::new();
-        for name in &self.plan {
-            let tc = &self.config.toolchains[&self.config.tasks[name].toolchain];
-            if !toolchains.iter().any(|t| t.name == tc.name) {
-                toolchains.push(tc);
-            }
-        }
-        // Look them all up at once: on a no-change build these are the only engine calls.
-        let found =
-            futures_util::future::join_all(toolchains.iter().map(|tc| provider.lookup(&tc.image)))
-                .await;
         let mut images = BTreeMap::new();
-        for (tc, id) in toolchains.into_iter().zip(found) {
+        for (tc, id) in self.toolchains().into_iter().zip(found) {
             match id? {
                 Some(id) => {
                     images.insert(tc.name.clone(), id);
@@ -136,6 +147,8 @@ impl<'a> Build<'a> {
         Ok(images)
     }
 
+    /// The artifact cache and the stat cache (no cache for `build`), and every task's inputs and
+    /// outputs read ahead (but for `--dry-run`, which reads only what it needs).
     fn cache_mode(&self) -> Result<Option<CacheMode>> {
         if self.mode == Mode::Original {
             return Ok(None);
@@ -151,10 +164,19 @@ impl<'a> Build<'a> {
             Err(e) => return Err(e),
         };
         let stat_cache = StatCache::load(cache.stat_cache_path(), self.args.paranoid);
+        let snapshot = (!self.args.dry_run).then(|| {
+            let t = std::time::Instant::now();
+            let s = tokio::task::block_in_place(|| {
+                WorkspaceSnapshot::take(self.config, &self.plan, &stat_cache)
+            });
+            tracing::debug!(took = ?t.elapsed(), "read the workspace ahead");
+            s
+        });
         Ok(Some(CacheMode {
             cache,
             stat_cache,
             explain: self.args.explain,
+            snapshot,
         }))
     }
 
@@ -188,8 +210,15 @@ impl<'a> Build<'a> {
                 }
                 let _entry = registry.register(&run)?;
                 let result = with_signals(Some(&engine), async {
-                    let ids = self.images(&engine, self.args.dry_run).await?;
-                    self.drive(&engine, ids).await
+                    let lookups = self.look_up_images(&engine);
+                    let cache = self.cache_mode()?;
+                    let found = lookups.await.map_err(|e| Error::DockerUnavailable {
+                        host: engine.host().to_string(),
+                        reason: format!("looking up the toolchain images failed: {e}"),
+                    })?;
+                    let ids = self.images(&engine, found, self.args.dry_run).await?;
+                    tracing::debug!(images = ids.len(), "resolved the toolchain images");
+                    self.drive(&engine, ids, cache).await
                 })
                 .await;
                 // Containers are removed as each task ends; this sweep catches any a failure or
@@ -203,13 +232,22 @@ impl<'a> Build<'a> {
                     ids.insert(tc.name.clone(), LocalExecutor::toolchain_id(tc)?);
                 }
                 let executor = LocalExecutor::new(self.config.cache_dir().join("tmp"));
-                with_signals(None, self.drive(&executor, ids)).await
+                with_signals(None, async {
+                    let cache = self.cache_mode()?;
+                    self.drive(&executor, ids, cache).await
+                })
+                .await
             }
         }
     }
 
     /// Runs the plan on `executor`, with `ids` the identity of each toolchain in task keys.
-    async fn drive<E: Executor>(&self, executor: &E, ids: BTreeMap<String, String>) -> Result<()> {
+    async fn drive<E: Executor>(
+        &self,
+        executor: &E,
+        ids: BTreeMap<String, String>,
+        cache: Option<CacheMode>,
+    ) -> Result<()> {
         let prefix = match self.mode {
             Mode::Original => "Build",
             Mode::Incremental => "Incremental",
@@ -222,8 +260,7 @@ impl<'a> Build<'a> {
         };
         let reporter = Reporter::with_writer(prefix, self.verbose, out).with_progress(progress);
         if self.args.dry_run {
-            let scheduler =
-                Scheduler::new(self.config, executor, ids, reporter, self.cache_mode()?);
+            let scheduler = Scheduler::new(self.config, executor, ids, reporter, cache);
             return scheduler.dry_run(&self.plan);
         }
         if self.args.explain && self.mode == Mode::Original {
@@ -241,14 +278,8 @@ impl<'a> Build<'a> {
             _ => 1,
         };
         let origin = std::time::Instant::now() - reporter.elapsed();
-        let mut scheduler = Scheduler::new(
-            self.config,
-            executor,
-            ids,
-            reporter.clone(),
-            self.cache_mode()?,
-        )
-        .with_jobs(jobs);
+        let mut scheduler =
+            Scheduler::new(self.config, executor, ids, reporter.clone(), cache).with_jobs(jobs);
         if self.args.trace.is_some() {
             scheduler = scheduler.with_trace(Trace::new(origin));
         }

@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use super::stat_cache::Stat;
-use crate::config::{InputSet, OutputPath};
+use crate::config::{Config, InputSet, OutputPath, Task};
 use crate::error::{Error, Result};
 
 /// What a file in the workspace is, as far as a task can see.
@@ -40,6 +40,21 @@ pub struct InputFiles {
 }
 
 impl InputFiles {
+    /// A task's declared input files, without the cache folder, `.git`, and what its direct
+    /// dependencies' outputs cover (those reach it as dependency outputs).
+    pub fn of_task(config: &Config, task: &Task) -> Result<InputFiles> {
+        let root = &config.root;
+        let skip = [config.cache_dir(), root.join(".git")];
+        let mut found = InputFiles::collect(root, &task.inputs, &skip)?;
+        let covered = |rel: &str| {
+            task.deps
+                .iter()
+                .any(|d| config.tasks[d].outputs.iter().any(|o| o.contains(rel)))
+        };
+        found.files.retain(|f| !covered(&f.rel));
+        Ok(found)
+    }
+
     /// The files of the project matching `inputs`, never looking into `skip` folders (the cache,
     /// `.git`) or following links out of the root.
     pub fn collect(root: &Path, inputs: &InputSet, skip: &[PathBuf]) -> Result<InputFiles> {

@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
@@ -47,12 +48,15 @@ struct File {
     entries: HashMap<String, (Stat, String)>,
 }
 
-/// The stat cache of one project. Lookups are shared between threads.
+/// The stat cache of one project. Lookups are shared between threads (the keys of independent
+/// tasks are computed at the same time), so they take a read lock only.
 #[derive(Debug)]
 pub struct StatCache {
     path: Option<PathBuf>,
-    entries: Mutex<HashMap<String, (Stat, String)>>,
-    dirty: Mutex<bool>,
+    entries: RwLock<HashMap<String, (Stat, String)>>,
+    dirty: AtomicBool,
+    /// Held while saving, so two saves never interleave.
+    saving: Mutex<()>,
     /// `--paranoid`: ignore what is remembered and hash everything.
     paranoid: bool,
 }
@@ -68,8 +72,9 @@ impl StatCache {
             .unwrap_or_default();
         StatCache {
             path: Some(path),
-            entries: Mutex::new(entries),
-            dirty: Mutex::new(false),
+            entries: RwLock::new(entries),
+            dirty: AtomicBool::new(false),
+            saving: Mutex::new(()),
             paranoid,
         }
     }
@@ -78,8 +83,9 @@ impl StatCache {
     pub fn in_memory() -> StatCache {
         StatCache {
             path: None,
-            entries: Mutex::default(),
-            dirty: Mutex::new(false),
+            entries: RwLock::default(),
+            dirty: AtomicBool::new(false),
+            saving: Mutex::new(()),
             paranoid: false,
         }
     }
@@ -96,7 +102,7 @@ impl StatCache {
         let mut out: Vec<Option<FileDigest>> = Vec::with_capacity(files.len());
         let mut todo: Vec<(usize, InputFile, Stat)> = Vec::new();
         {
-            let entries = self.entries.lock().expect("stat cache");
+            let entries = self.entries.read().expect("stat cache");
             for (i, f) in files.iter().enumerate() {
                 // The walk's stat when there is one (a file changed since is caught by the next
                 // build: its stat then differs); otherwise look now.
@@ -136,16 +142,18 @@ impl StatCache {
         } else {
             todo.iter().map(hash_one).collect::<std::io::Result<_>>()?
         };
-        let mut entries = self.entries.lock().expect("stat cache");
-        for (i, digest, stat) in hashed {
-            if now - stat.mtime_ns > RACY_NS {
-                entries.insert(
-                    files[i].abs.to_string_lossy().into_owned(),
-                    (stat, digest.sha256.clone()),
-                );
-                *self.dirty.lock().expect("stat cache") = true;
+        if !hashed.is_empty() {
+            let mut entries = self.entries.write().expect("stat cache");
+            for (i, digest, stat) in hashed {
+                if now - stat.mtime_ns > RACY_NS {
+                    entries.insert(
+                        files[i].abs.to_string_lossy().into_owned(),
+                        (stat, digest.sha256.clone()),
+                    );
+                    self.dirty.store(true, Ordering::Relaxed);
+                }
+                out[i] = Some(digest);
             }
-            out[i] = Some(digest);
         }
         Ok(out
             .into_iter()
@@ -158,10 +166,19 @@ impl StatCache {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        if !*self.dirty.lock().expect("stat cache") {
+        let _saving = self.saving.lock().expect("stat cache");
+        if !self.dirty.swap(false, Ordering::Relaxed) {
             return Ok(());
         }
-        let mut entries = self.entries.lock().expect("stat cache");
+        let written = self.write(path);
+        if written.is_err() {
+            self.dirty.store(true, Ordering::Relaxed);
+        }
+        written
+    }
+
+    fn write(&self, path: &Path) -> std::io::Result<()> {
+        let mut entries = self.entries.write().expect("stat cache");
         // Forget files that are gone, so the cache does not grow without bound.
         entries.retain(|k, _| Path::new(k).exists());
         let file = File {

@@ -315,6 +315,59 @@ fn deleted_outputs_are_restored_without_a_container() {
     );
 }
 
+/// The workspace is read ahead for every task when a build begins. Once a task has put outputs
+/// in place, that reading may be out of date: here `last` reads what `gen` (two steps up, so not
+/// a dependency output it receives) restores, and must see the restored file, not its absence.
+#[test]
+fn a_task_reading_restored_outputs_sees_them_not_the_workspace_before() {
+    require_toolchain_images();
+    for mode in ["build-incremental", "build-optimized"] {
+        let p = Project::tiny(
+            r#"
+[tasks.gen]
+toolchain = "go"
+run = "mkdir -p out && cp src/a.txt out/a.txt"
+inputs = ["src/**"]
+outputs = ["out"]
+
+[tasks.mid]
+toolchain = "go"
+deps = ["gen"]
+run = "cp out/a.txt mid.txt"
+outputs = ["mid.txt"]
+
+[tasks.last]
+toolchain = "go"
+deps = ["mid"]
+run = "cat out/a.txt mid.txt > last.txt"
+inputs = ["out/**"]
+outputs = ["last.txt"]
+"#,
+        );
+        p.write("src/a.txt", "alpha\n");
+        p.run(&[mode]).ok();
+        std::fs::remove_dir_all(p.path().join("out")).unwrap();
+        let events = Events::start();
+        let r = p.run(&[mode, "--explain"]).ok();
+        assert!(r.stdout.contains("Restored gen ("), "{mode}:\n{}", r.stdout);
+        assert!(
+            r.stdout.contains("Up to date mid (") && r.stdout.contains("Up to date last ("),
+            "{mode}: `last` must key the restored out/a.txt:\n{}\n{}",
+            r.stdout,
+            r.stderr
+        );
+        assert!(
+            !r.stderr.contains("matches no file"),
+            "{mode}: {}",
+            r.stderr
+        );
+        assert!(
+            events.actions(&p.labels).is_empty(),
+            "{mode}: a container was created"
+        );
+    }
+}
+
 /// A corruption of the single archive of `use`, then a build that must notice, evict, rebuild.
 fn corrupt_and_rebuild(corrupt: impl FnOnce(&std::path::Path)) {
     require_toolchain_images();
