@@ -1062,6 +1062,19 @@ fn derived_env(var: &str, root: &Path) -> Option<String> {
     }
 }
 
+/// Starts working out, in the background, the derived variables that `plan`'s tasks declare and
+/// the host does not set, so that their first key need not wait for `git`.
+pub fn derive_env_ahead(config: &Config, plan: &[String]) {
+    let wanted = plan
+        .iter()
+        .filter_map(|t| config.tasks.get(t))
+        .any(|t| t.env.iter().any(|v| v == "GITHASH"));
+    if wanted && std::env::var_os("GITHASH").is_none() {
+        let root = config.root.clone();
+        std::thread::spawn(move || derived_env("GITHASH", &root));
+    }
+}
+
 fn git_hash(root: &Path) -> Option<String> {
     {
         std::process::Command::new("git")

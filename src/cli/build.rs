@@ -193,6 +193,7 @@ impl<'a> Build<'a> {
     }
 
     pub(super) async fn run(self) -> Result<()> {
+        crate::scheduler::derive_env_ahead(self.config, &self.plan);
         match self.args.executor {
             ExecutorKind::Docker => {
                 let run = run_id();

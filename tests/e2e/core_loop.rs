@@ -93,6 +93,51 @@ outputs = ["leaked.txt"]
     assert!(!p.path().join("leaked.txt").exists());
 }
 
+/// A task that declares GITHASH gets the project's `git rev-parse --short HEAD` (worked out
+/// while the build starts), unless the host sets it; either way the value enters the key.
+#[test]
+fn githash_is_the_projects_commit_unless_the_host_sets_it() {
+    require_toolchain_images();
+    let p = Project::tiny(
+        r#"
+[tasks.stamp]
+toolchain = "go"
+run = "echo \"$GITHASH\" > hash.txt"
+inputs = ["src/**"]
+outputs = ["hash.txt"]
+env = ["GITHASH"]
+"#,
+    );
+    p.write("src/a.txt", "a");
+    let git = |args: &[&str]| {
+        let o = Command::new("git")
+            .arg("-C")
+            .arg(p.path())
+            .args(["-c", "user.name=t", "-c", "user.email=t@localhost"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}");
+        String::from_utf8(o.stdout).unwrap().trim().to_string()
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "one"]);
+    let head = git(&["rev-parse", "--short", "HEAD"]);
+    let hash = || std::fs::read_to_string(p.path().join("hash.txt")).unwrap();
+
+    let mut cmd = p.cmd(&["build-incremental"]);
+    cmd.env_remove("GITHASH");
+    crate::support::Run::from(cmd.output().unwrap()).ok();
+    assert_eq!(hash().trim(), head);
+
+    let mut cmd = p.cmd(&["build-incremental", "--explain"]);
+    cmd.env("GITHASH", "from-the-host");
+    let r = crate::support::Run::from(cmd.output().unwrap()).ok();
+    assert_eq!(hash().trim(), "from-the-host");
+    assert!(r.stdout.contains("GITHASH"), "{}", r.stdout);
+}
+
 /// (stdout and stderr reach the engine's log separately: the pause orders them.)
 #[test]
 fn a_failing_task_names_itself_and_shows_its_log_tail() {
