@@ -1046,10 +1046,9 @@ impl<'a, E: Executor> Scheduler<'a, E> {
 }
 
 fn to_manifest(files: &[InputFile], stat_cache: &StatCache) -> Result<Manifest> {
-    let digests = stat_cache
-        .digest_all(files)
-        .map_err(Error::io("cannot hash outputs", "<outputs>"))?;
-    Ok(files.iter().map(|f| f.rel.clone()).zip(digests).collect())
+    stat_cache
+        .manifest(files)
+        .map_err(Error::io("cannot hash outputs", "<outputs>"))
 }
 
 /// The value flamenco-build gives a derived variable: GITHASH is `git rev-parse --short HEAD`

@@ -4,14 +4,14 @@
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::digest::{FileDigest, hash_file};
+use super::digest::{FileDigest, Manifest, hash_file};
 use super::{FileKind, InputFile};
 
 const FORMAT: u32 = 1;
@@ -55,8 +55,6 @@ pub struct StatCache {
     path: Option<PathBuf>,
     entries: RwLock<HashMap<String, (Stat, String)>>,
     dirty: AtomicBool,
-    /// Held while saving, so two saves never interleave.
-    saving: Mutex<()>,
     /// `--paranoid`: ignore what is remembered and hash everything.
     paranoid: bool,
 }
@@ -74,7 +72,6 @@ impl StatCache {
             path: Some(path),
             entries: RwLock::new(entries),
             dirty: AtomicBool::new(false),
-            saving: Mutex::new(()),
             paranoid,
         }
     }
@@ -85,7 +82,6 @@ impl StatCache {
             path: None,
             entries: RwLock::default(),
             dirty: AtomicBool::new(false),
-            saving: Mutex::new(()),
             paranoid: false,
         }
     }
@@ -161,23 +157,20 @@ impl StatCache {
             .collect())
     }
 
+    /// The manifest of `files`: each path with its digest (see [`StatCache::digest_all`]).
+    pub fn manifest(&self, files: &[InputFile]) -> std::io::Result<Manifest> {
+        let digests = self.digest_all(files)?;
+        Ok(files.iter().map(|f| f.rel.clone()).zip(digests).collect())
+    }
+
     /// Writes the cache back if it changed (atomically: temp file, rename).
     pub fn save(&self) -> std::io::Result<()> {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let _saving = self.saving.lock().expect("stat cache");
-        if !self.dirty.swap(false, Ordering::Relaxed) {
+        if !self.dirty.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let written = self.write(path);
-        if written.is_err() {
-            self.dirty.store(true, Ordering::Relaxed);
-        }
-        written
-    }
-
-    fn write(&self, path: &Path) -> std::io::Result<()> {
         let mut entries = self.entries.write().expect("stat cache");
         // Forget files that are gone, so the cache does not grow without bound.
         entries.retain(|k, _| Path::new(k).exists());

@@ -60,16 +60,11 @@ impl TaskSnapshot {
         let found = InputFiles::of_task(config, task).ok()?;
         let digests = stat_cache.digest_all(&found.files).ok()?;
         let outputs = InputFiles::from_outputs(&config.root, &task.outputs).ok()?;
-        let output_digests = stat_cache.digest_all(&outputs).ok()?;
         Some(TaskSnapshot {
             inputs: found.files,
             unmatched: found.unmatched,
             digests,
-            outputs: outputs
-                .into_iter()
-                .map(|f| f.rel)
-                .zip(output_digests)
-                .collect(),
+            outputs: stat_cache.manifest(&outputs).ok()?,
         })
     }
 }
