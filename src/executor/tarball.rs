@@ -290,9 +290,13 @@ impl<'a> Extraction<'a> {
         let target = entry
             .link_name()
             .map_err(|e| self.io(e))?
-            .map(|t| t.to_string_lossy().into_owned())
-            .filter(|t| !t.is_empty())
             .ok_or_else(|| self.refuse(raw, "symlink without a target"))?;
+        // Kept as text in manifests and keys: a target that is not UTF-8 would change on the way.
+        let target = target
+            .to_str()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| self.refuse(raw, "symlink target is empty or not UTF-8"))?
+            .to_string();
         // Against what is extracted so far here, and against the whole archive at the end (a
         // later entry can change where an earlier link leads).
         self.tree
