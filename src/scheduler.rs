@@ -743,7 +743,7 @@ impl<'a, E: Executor> Scheduler<'a, E> {
         let files = self.with_dep_outputs(task, inputs)?;
         let (run, staging) = self.run_staged(task, files).await?;
         outcome.run = run;
-        let staged = InputFiles::from_outputs(staging.path(), &task.outputs)?;
+        let staged = InputFiles::output_tree(staging.path(), &task.outputs)?;
         let manifest =
             tokio::task::block_in_place(|| to_manifest(&staged, &StatCache::in_memory()))?;
         let t = Instant::now();
@@ -879,7 +879,7 @@ impl<'a, E: Executor> Scheduler<'a, E> {
 
     /// The outputs of a task as they are in the workspace now.
     fn workspace_outputs(&self, task: &Task, stat_cache: &StatCache) -> Result<Manifest> {
-        let files = InputFiles::from_outputs(&self.config.root, &task.outputs)?;
+        let files = InputFiles::output_tree(&self.config.root, &task.outputs)?;
         to_manifest(&files, stat_cache)
     }
 
@@ -982,7 +982,7 @@ impl<'a, E: Executor> Scheduler<'a, E> {
         let root = &self.config.root;
         let mut files = inputs;
         for dep in &task.deps {
-            files.extend(InputFiles::from_outputs(
+            files.extend(InputFiles::output_tree(
                 root,
                 &self.config.tasks[dep].outputs,
             )?);

@@ -13,7 +13,8 @@ use crate::error::{Error, Result};
 use crate::fingerprint::{KeyRecipe, Manifest, TaskKey};
 
 /// The layout version of the cache folder; another version's content is cleared on open.
-pub const CACHE_FORMAT: u32 = 2;
+/// 3: output manifests record modes and folders.
+pub const CACHE_FORMAT: u32 = 3;
 
 const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
 # This file is a cache directory tag created by flamenco-build.\n\

@@ -78,6 +78,8 @@ impl LocalExecutor {
                     std::os::unix::fs::symlink(target, &dest)
                         .map_err(Error::io("cannot copy input", &dest))?;
                 }
+                FileKind::Dir => std::fs::create_dir_all(&dest)
+                    .map_err(Error::io("cannot prepare the task folder", &dest))?,
             }
         }
         Ok(())

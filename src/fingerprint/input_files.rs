@@ -19,6 +19,8 @@ pub enum FileKind {
     Symlink {
         target: String,
     },
+    /// A folder of an output (see [`InputFiles::output_tree`]); inputs are files and links.
+    Dir,
 }
 
 /// One file given to a task: its project-relative path (with `/`) and where it is on disk.
@@ -126,6 +128,16 @@ impl InputFiles {
 
     /// The files a finished task left in the workspace for its declared outputs.
     pub fn from_outputs(root: &Path, outputs: &[OutputPath]) -> Result<Vec<InputFile>> {
+        Self::outputs_below(root, outputs, false)
+    }
+
+    /// The files and the folders a finished task left for its declared outputs: a folder output
+    /// and every folder in it (so empty ones are kept); a glob output's matches are files only.
+    pub fn output_tree(root: &Path, outputs: &[OutputPath]) -> Result<Vec<InputFile>> {
+        Self::outputs_below(root, outputs, true)
+    }
+
+    fn outputs_below(root: &Path, outputs: &[OutputPath], folders: bool) -> Result<Vec<InputFile>> {
         let mut files = Vec::new();
         for out in outputs {
             let start = root.join(out.prefix());
@@ -148,13 +160,26 @@ impl InputFiles {
                 .build()
             {
                 let entry = entry.map_err(|e| walk_error("cannot walk the outputs", &start, e))?;
-                if entry.file_type().is_some_and(|t| t.is_dir()) {
+                let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
+                // A glob output is its matching files; a folder output keeps its folders when asked.
+                if is_dir && (!folders || out.is_glob()) {
                     continue;
                 }
                 let meta = entry
                     .path()
                     .symlink_metadata()
                     .map_err(Error::io("cannot read output", entry.path()))?;
+                if is_dir {
+                    if let Some(rel) = rel_path(root, entry.path()).filter(|r| !r.is_empty()) {
+                        files.push(InputFile {
+                            rel,
+                            abs: entry.path().to_path_buf(),
+                            kind: FileKind::Dir,
+                            stat: Some(Stat::of(&meta)),
+                        });
+                    }
+                    continue;
+                }
                 if let Some(f) = input_file(root, entry.path(), &meta)?
                     && out.contains(&f.rel)
                 {

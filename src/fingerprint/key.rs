@@ -175,6 +175,8 @@ mod tests {
                 size: 1,
                 executable: false,
                 link: None,
+                mode: None,
+                dir: false,
             },
         );
         KeyRecipe {
@@ -214,6 +216,8 @@ mod tests {
                             size: 1,
                             executable: false,
                             link: None,
+                            mode: None,
+                            dir: false,
                         },
                     );
                 }),

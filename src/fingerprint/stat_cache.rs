@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::digest::{FileDigest, Manifest, hash_file};
+use super::digest::{FileDigest, Manifest, hash_file, output_mode};
 use super::{FileKind, InputFile};
 
 const FORMAT: u32 = 1;
@@ -106,6 +106,10 @@ impl StatCache {
                     Some(s) => s,
                     None => Stat::of(&std::fs::symlink_metadata(&f.abs)?),
                 };
+                if f.kind == FileKind::Dir {
+                    out.push(Some(FileDigest::folder(stat.mode)));
+                    continue;
+                }
                 let file = InputFile {
                     kind: match &f.kind {
                         FileKind::File { .. } => FileKind::File {
@@ -157,10 +161,24 @@ impl StatCache {
             .collect())
     }
 
-    /// The manifest of `files`: each path with its digest (see [`StatCache::digest_all`]).
+    /// The manifest of outputs `files` (see [`super::InputFiles::output_tree`]): each path with
+    /// its digest (see [`StatCache::digest_all`]) and, for files and folders, its mode.
     pub fn manifest(&self, files: &[InputFile]) -> std::io::Result<Manifest> {
         let digests = self.digest_all(files)?;
-        Ok(files.iter().map(|f| f.rel.clone()).zip(digests).collect())
+        files
+            .iter()
+            .zip(digests)
+            .map(|(f, mut d)| {
+                if let FileKind::File { .. } = f.kind {
+                    let mode = match f.stat {
+                        Some(s) => s.mode,
+                        None => std::fs::symlink_metadata(&f.abs)?.mode(),
+                    };
+                    d.mode = Some(output_mode(mode, false));
+                }
+                Ok((f.rel.clone(), d))
+            })
+            .collect()
     }
 
     /// Writes the cache back if it changed (atomically: temp file, rename).

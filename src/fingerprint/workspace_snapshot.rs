@@ -59,7 +59,7 @@ impl TaskSnapshot {
     fn take(config: &Config, task: &Task, stat_cache: &StatCache) -> Option<TaskSnapshot> {
         let found = InputFiles::of_task(config, task).ok()?;
         let digests = stat_cache.digest_all(&found.files).ok()?;
-        let outputs = InputFiles::from_outputs(&config.root, &task.outputs).ok()?;
+        let outputs = InputFiles::output_tree(&config.root, &task.outputs).ok()?;
         Some(TaskSnapshot {
             inputs: found.files,
             unmatched: found.unmatched,
@@ -133,7 +133,10 @@ outputs = ["never"]
             gen_task.digests,
             StatCache::in_memory().digest_all(&direct.files).unwrap()
         );
-        assert_eq!(gen_task.outputs.keys().collect::<Vec<_>>(), ["gen/x"]);
+        assert_eq!(
+            gen_task.outputs.keys().collect::<Vec<_>>(),
+            ["gen", "gen/x"]
+        );
         assert!(snapshot.claim("gen").is_none(), "handed out twice");
 
         // `use` does not read what its dependency `gen` produces: that comes as a dep output.
