@@ -9,7 +9,7 @@ mod workspace_snapshot;
 
 pub use digest::{FileDigest, Manifest, hash_bytes, hash_file, hash_path, manifest_hash};
 pub(crate) use input_files::link_stays_inside;
-pub use input_files::{FileKind, InputFile, InputFiles};
+pub use input_files::{FileKind, InputFile, InputFiles, Skipped};
 pub use key::{KEY_FORMAT, KeyRecipe, TaskKey, diff_files, env_value_hash};
 pub use stat_cache::StatCache;
 pub use workspace_snapshot::{TaskSnapshot, WorkspaceSnapshot};
