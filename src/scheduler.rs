@@ -16,8 +16,8 @@ use crate::config::{Config, Task};
 use crate::error::{Error, Result};
 use crate::executor::{Executor, TaskJob, Timings, tarball};
 use crate::fingerprint::{
-    FileDigest, InputFile, InputFiles, KEY_FORMAT, KeyRecipe, Manifest, StatCache, TaskKey,
-    TaskSnapshot, WorkspaceSnapshot, env_value_hash, manifest_hash,
+    FileDigest, InputFile, InputFiles, KEY_FORMAT, KeyRecipe, Manifest, Skipped, StatCache,
+    TaskKey, TaskSnapshot, WorkspaceSnapshot, env_value_hash, manifest_hash,
 };
 use crate::report::{CACHE_ROW, Reporter, Trace};
 
@@ -653,6 +653,7 @@ impl<'a, E: Executor> Scheduler<'a, E> {
         let (inputs, digests, here) = match self.snapshot_of(mode, task) {
             Some(s) => {
                 self.warn_unmatched(task, &s.unmatched);
+                self.warn_skipped(task, &s.skipped);
                 (s.inputs, s.digests, Some(s.outputs))
             }
             None => {
@@ -954,7 +955,18 @@ impl<'a, E: Executor> Scheduler<'a, E> {
     pub fn task_inputs(&self, task: &Task) -> Result<Vec<InputFile>> {
         let found = InputFiles::of_task(self.config, task)?;
         self.warn_unmatched(task, &found.unmatched);
+        self.warn_skipped(task, &found.skipped);
         Ok(found.files)
+    }
+
+    /// A warning for each path the task's globs cover that is never an input.
+    fn warn_skipped(&self, task: &Task, skipped: &[Skipped]) {
+        for s in skipped {
+            self.reporter.warn(&format!(
+                "task `{}`: skipped `{}` ({})",
+                task.name, s.rel, s.why
+            ));
+        }
     }
 
     /// A warning for each include pattern of the task that matched no file.

@@ -4,6 +4,7 @@ use crate::cache::{LocalCache, human_size};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::executor::DockerEngine;
+use crate::executor::workspace_paths;
 use crate::fingerprint::InputFiles;
 
 /// The seed's "Build Cache Status" block, a line per task, and the limits.
@@ -89,12 +90,12 @@ pub async fn clean_all(config: &Config, labels: &[(String, String)]) -> Result<(
                 .map(|m| m.len())
                 .unwrap_or(0);
             files += 1;
-            std::fs::remove_file(&f.abs).map_err(Error::io("cannot remove output", &f.abs))?;
+            // Never through a symbolic link in a folder of the output's path.
+            workspace_paths::remove(&config.root, &f.rel)?;
         }
         for out in task.outputs.iter().filter(|o| !o.is_glob()) {
-            let p = config.root.join(&out.path);
-            if p.is_dir() {
-                std::fs::remove_dir_all(&p).map_err(Error::io("cannot remove output", &p))?;
+            if config.root.join(&out.path).is_dir() {
+                workspace_paths::remove(&config.root, &out.path)?;
             }
         }
     }

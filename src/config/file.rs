@@ -506,6 +506,7 @@ impl ConfigFile {
             settings,
             toolchains,
             tasks: tasks.into_iter().map(|(k, (t, _))| (k, t)).collect(),
+            all_outputs: Default::default(),
         })
     }
 }

@@ -3,6 +3,7 @@
 
 mod file;
 pub mod flamenco;
+mod output_index;
 mod path_pattern;
 mod source;
 
@@ -10,6 +11,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+pub use output_index::OutputIndex;
 pub use path_pattern::{InputSet, OutputPath};
 pub use source::{Diagnostic, Source};
 
@@ -29,6 +31,8 @@ pub struct Config {
     pub settings: Settings,
     pub toolchains: BTreeMap<String, Toolchain>,
     pub tasks: BTreeMap<String, Task>,
+    /// Every task's outputs, indexed when first needed (see [`Config::all_outputs`]).
+    pub(crate) all_outputs: std::sync::OnceLock<std::sync::Arc<OutputIndex>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +134,13 @@ impl Config {
 
     pub fn task(&self, name: &str) -> Option<&Task> {
         self.tasks.get(name)
+    }
+
+    /// The outputs of every task, and whose they are.
+    pub fn all_outputs(&self) -> std::sync::Arc<OutputIndex> {
+        self.all_outputs
+            .get_or_init(|| std::sync::Arc::new(OutputIndex::new(self.tasks.values())))
+            .clone()
     }
 }
 

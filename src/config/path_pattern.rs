@@ -9,7 +9,7 @@ fn is_glob(s: &str) -> bool {
     s.contains(GLOB_META)
 }
 
-fn glob(pattern: &str) -> Result<Glob, String> {
+pub(super) fn glob(pattern: &str) -> Result<Glob, String> {
     GlobBuilder::new(pattern)
         .literal_separator(true)
         .backslash_escape(true)

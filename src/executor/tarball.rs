@@ -6,6 +6,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
+use super::workspace_paths;
 use crate::config::OutputPath;
 use crate::error::{Error, Result};
 use crate::fingerprint::{ArchiveTree, FileKind, InputFile, Node, output_mode};
@@ -384,46 +385,40 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
 }
 
 /// Moves staged outputs into the workspace. A folder output replaces the old folder whole; a glob
-/// output first removes the old files it matched.
+/// output first removes the old files it matched. Nothing is removed or written through a
+/// symbolic link in a folder of an output's path: every output is checked before the first change.
 pub fn place_outputs(staging: &Path, root: &Path, outputs: &[OutputPath]) -> Result<()> {
+    for out in outputs {
+        workspace_paths::check_output(root, out)?;
+    }
     for out in outputs {
         if out.is_glob() {
             let old =
                 crate::fingerprint::InputFiles::from_outputs(root, std::slice::from_ref(out))?;
             for f in old {
-                remove_path(&f.abs)?;
+                workspace_paths::remove(root, &f.rel)?;
             }
             let staged =
                 crate::fingerprint::InputFiles::from_outputs(staging, std::slice::from_ref(out))?;
             for f in staged {
+                // Below the glob's literal part, a folder of the workspace may be a link.
+                workspace_paths::check_parents(root, &f.rel)?;
                 move_into_place(&f.abs, &root.join(&f.rel))?;
             }
         } else {
-            let from = staging.join(&out.path);
-            let to = root.join(&out.path);
-            remove_path(&to)?;
-            move_into_place(&from, &to)?;
+            workspace_paths::remove(root, &out.path)?;
+            move_into_place(&staging.join(&out.path), &root.join(&out.path))?;
         }
     }
     Ok(())
 }
 
-fn remove_path(path: &Path) -> Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => {
-            std::fs::remove_dir_all(path).map_err(Error::io("cannot remove old output", path))
-        }
-        Ok(_) => std::fs::remove_file(path).map_err(Error::io("cannot remove old output", path)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io("cannot remove old output", path)(e)),
-    }
-}
-
+/// Renames a staged output to `to`, whose parent folders the caller checked are no links.
 fn move_into_place(from: &Path, to: &Path) -> Result<()> {
     if let Some(parent) = to.parent() {
         // A file may stand where the output needs a folder: that is the task's to replace.
         if parent.is_file() {
-            remove_path(parent)?;
+            workspace_paths::remove_path(parent)?;
         }
         std::fs::create_dir_all(parent)
             .map_err(Error::io("cannot create output folder", parent))?;
@@ -817,6 +812,48 @@ mod tests {
             std::fs::read_to_string(root.path().join("web/static/l")).unwrap(),
             "new"
         );
+    }
+
+    // Issue 10 finding 2: no output is written or removed through a symlink in any folder of its
+    // path. Failed on main before this change: placing `ext/keep` deleted the outside
+    // `keep/a.txt` and moved the new files there; the glob output wrote through `gen -> ext/gen`.
+    #[test]
+    fn outputs_are_never_placed_through_a_symlinked_folder() {
+        use tar::EntryType::*;
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(outside.path().join("keep")).unwrap();
+        std::fs::create_dir_all(outside.path().join("gen")).unwrap();
+        std::fs::write(outside.path().join("keep/a.txt"), "VICTIM").unwrap();
+        std::fs::write(outside.path().join("gen/x.txt"), "VICTIM").unwrap();
+        let root = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("ext")).unwrap();
+        std::os::unix::fs::symlink("ext/gen", root.path().join("gen")).unwrap();
+        for (o, tar) in [
+            (
+                out("ext/keep"),
+                tar_of(&[("keep/", Directory, ""), ("keep/b.txt", Regular, "new")]),
+            ),
+            (
+                out("gen/*.txt"),
+                tar_of(&[("gen/", Directory, ""), ("gen/x.txt", Regular, "new")]),
+            ),
+        ] {
+            let staging = tempfile::tempdir().unwrap();
+            extract_output(&tar[..], "t", &o, staging.path()).unwrap();
+            let err = place_outputs(staging.path(), root.path(), std::slice::from_ref(&o))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("a parent folder is a symbolic link"), "{err}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(outside.path().join("keep/a.txt")).unwrap(),
+            "VICTIM"
+        );
+        assert_eq!(
+            std::fs::read_to_string(outside.path().join("gen/x.txt")).unwrap(),
+            "VICTIM"
+        );
+        assert!(!outside.path().join("keep/b.txt").exists());
     }
 
     #[test]

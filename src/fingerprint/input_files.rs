@@ -1,12 +1,29 @@
 //! Walking the project for a task's declared inputs, and for the outputs its dependencies left in
 //! the workspace.
+//!
+//! Nothing under an input glob is left out without a word: a nested `.git` (a repository's own
+//! state) or a socket is skipped with a warning that names it, and a name that is not UTF-8 or is
+//! too long for a container's file system is an error naming the file. The project's `.git` and
+//! the cache folder are never inputs, nor are outputs, except those of a dependency's dependencies
+//! (in place before the task starts; a direct dependency's reach it as dependency outputs). No
+//! input is read through a symbolic link in a folder of its path.
 
+use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use super::stat_cache::Stat;
-use crate::config::{Config, InputSet, OutputPath, Task};
+use crate::config::{Config, InputSet, OutputIndex, OutputPath, Task};
 use crate::error::{Error, Result};
+use crate::executor::workspace_paths;
+
+/// The longest file name every container file system takes: 255 bytes, less the 4 of the `.wh.`
+/// prefix that fuse-overlayfs (rootless Docker) and other whiteout-file drivers add to a name.
+const CONTAINER_NAME_MAX: usize = 251;
+
+/// Why a nested `.git` is left out.
+const NESTED_GIT: &str = "a repository's .git is never an input";
 
 /// What a file in the workspace is, as far as a task can see.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,87 +50,79 @@ pub struct InputFile {
     pub stat: Option<Stat>,
 }
 
+/// A path an input glob covers that is left out, and why: for a warning that names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub rel: String,
+    pub why: &'static str,
+}
+
 /// The files of a task, sorted by path, plus the include patterns that matched nothing.
 #[derive(Debug, Default, Clone)]
 pub struct InputFiles {
     pub files: Vec<InputFile>,
     /// Indices into the input set's patterns of includes that matched no file.
     pub unmatched: Vec<usize>,
+    /// What the globs cover but is never an input (nested `.git`, sockets, devices).
+    pub skipped: Vec<Skipped>,
 }
 
 impl InputFiles {
-    /// A task's declared input files, without the cache folder, `.git`, and what its direct
-    /// dependencies' outputs cover (those reach it as dependency outputs).
+    /// A task's declared input files, without the cache folder, `.git`, and outputs: its own,
+    /// its direct dependencies' (they reach it as dependency outputs) and those of any task that
+    /// does not finish before it starts. A pattern that would be read through a symbolic link is
+    /// an error at its line; so is an output that would be written through one, here, before the
+    /// task runs.
     pub fn of_task(config: &Config, task: &Task) -> Result<InputFiles> {
         let root = &config.root;
+        for out in &task.outputs {
+            workspace_paths::check_output(root, out)?;
+        }
         let skip = [config.cache_dir(), root.join(".git")];
-        let mut found = InputFiles::collect(root, &task.inputs, &skip)?;
-        let covered = |rel: &str| {
-            task.deps
-                .iter()
-                .any(|d| config.tasks[d].outputs.iter().any(|o| o.contains(rel)))
+        let outputs = Outputs {
+            index: config.all_outputs(),
+            task: Some((config, task)),
+            upstream: None,
         };
-        found.files.retain(|f| !covered(&f.rel));
-        Ok(found)
+        InputFiles::walk(root, &task.inputs, &skip, outputs)
+            .map_err(|e| locate_linked(config, task, e))
     }
 
     /// The files of the project matching `inputs`, never looking into `skip` folders (the cache,
     /// `.git`) or following links out of the root.
     pub fn collect(root: &Path, inputs: &InputSet, skip: &[PathBuf]) -> Result<InputFiles> {
-        let mut files = Vec::new();
-        let mut matched = vec![false; inputs.patterns.len()];
+        let outputs = Outputs {
+            index: Arc::default(),
+            task: None,
+            upstream: None,
+        };
+        InputFiles::walk(root, inputs, skip, outputs)
+    }
+
+    fn walk(
+        root: &Path,
+        inputs: &InputSet,
+        skip: &[PathBuf],
+        outputs: Outputs<'_>,
+    ) -> Result<InputFiles> {
+        let mut walk = Walk {
+            root,
+            inputs,
+            skip,
+            outputs,
+            files: Vec::new(),
+            matched: vec![false; inputs.patterns.len()],
+            skipped: Vec::new(),
+        };
         for start in inputs.roots() {
-            let start_path = if start.is_empty() {
-                root.to_path_buf()
-            } else {
-                root.join(start)
-            };
-            let meta = match std::fs::symlink_metadata(&start_path) {
-                Ok(m) => m,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io("cannot read input", start_path)(e)),
-            };
-            if !meta.is_dir() {
-                consider(
-                    root,
-                    &start_path,
-                    Some(&meta),
-                    inputs,
-                    &mut matched,
-                    &mut files,
-                )?;
-                continue;
-            }
-            let skip_dirs: Vec<PathBuf> = skip.to_vec();
-            let filter_root = root.to_path_buf();
-            let filter_inputs = inputs.clone();
-            let walker = ignore::WalkBuilder::new(&start_path)
-                .standard_filters(false)
-                .follow_links(false)
-                .sort_by_file_name(|a, b| a.cmp(b))
-                .filter_entry(move |e| {
-                    if !e.file_type().is_some_and(|t| t.is_dir()) {
-                        return true;
-                    }
-                    if e.file_name() == ".git" || skip_dirs.iter().any(|s| s == e.path()) {
-                        return false;
-                    }
-                    match rel_path(&filter_root, e.path()) {
-                        Some(rel) => rel.is_empty() || filter_inputs.may_contain(&rel),
-                        None => false,
-                    }
-                })
-                .build();
-            for entry in walker {
-                let entry =
-                    entry.map_err(|e| walk_error("cannot walk the inputs", &start_path, e))?;
-                if entry.file_type().is_some_and(|t| t.is_dir()) {
-                    continue;
-                }
-                // Match by name first: only inputs are stat'ed.
-                consider(root, entry.path(), None, inputs, &mut matched, &mut files)?;
-            }
+            walk.start(start)?;
         }
+        let Walk {
+            mut files,
+            matched,
+            skipped,
+            ..
+        } = walk;
         files.sort_by(|a, b| a.rel.cmp(&b.rel));
         files.dedup_by(|a, b| a.rel == b.rel);
         let unmatched = inputs
@@ -123,10 +132,15 @@ impl InputFiles {
             .filter(|(i, p)| !p.starts_with('!') && !matched[*i])
             .map(|(i, _)| i)
             .collect();
-        Ok(InputFiles { files, unmatched })
+        Ok(InputFiles {
+            files,
+            unmatched,
+            skipped,
+        })
     }
 
-    /// The files a finished task left in the workspace for its declared outputs.
+    /// The files a finished task left in the workspace for its declared outputs. A folder on the
+    /// way to an output (for a glob, its literal part too) may not be a symbolic link.
     pub fn from_outputs(root: &Path, outputs: &[OutputPath]) -> Result<Vec<InputFile>> {
         Self::outputs_below(root, outputs, false)
     }
@@ -140,6 +154,7 @@ impl InputFiles {
     fn outputs_below(root: &Path, outputs: &[OutputPath], folders: bool) -> Result<Vec<InputFile>> {
         let mut files = Vec::new();
         for out in outputs {
+            workspace_paths::check_output(root, out)?;
             let start = root.join(out.prefix());
             let meta = match std::fs::symlink_metadata(&start) {
                 Ok(m) => m,
@@ -193,52 +208,355 @@ impl InputFiles {
     }
 }
 
-fn walk_error(context: &'static str, path: &Path, e: ignore::Error) -> Error {
+/// An input path through a symbolic link, as an error at the line of the pattern that declared
+/// it; any other error as it is.
+fn locate_linked(config: &Config, task: &Task, e: Error) -> Error {
+    let Error::Io { context, path, .. } = &e else {
+        return e;
+    };
+    if *context != workspace_paths::LINKED_PARENT {
+        return e;
+    }
+    let Some(link) = lossy_rel(&config.root, path) else {
+        return e;
+    };
+    let patterns = &task.inputs.patterns;
+    let Some(i) = patterns
+        .iter()
+        .position(|p| *p == link || p.starts_with(&format!("{link}/")))
+    else {
+        return e;
+    };
+    let target = std::fs::read_link(path)
+        .map(|t| t.display().to_string())
+        .unwrap_or_else(|_| "?".into());
+    let span = task.input_spans.get(i).cloned().flatten();
+    Error::Config(vec![config.source.diagnostic(
+        span,
+        format!(
+            "task `{}`: input `{}`: `{link}` is a symbolic link (to {target}); no input is read \
+             through a symbolic link",
+            task.name, patterns[i]
+        ),
+    )])
+}
+
+fn walk_error(context: &'static str, start: &Path, e: ignore::Error) -> Error {
+    // The walk says which entry it could not read; name that, not where the walk began.
+    let path = error_path(&e).unwrap_or(start).to_path_buf();
     Error::Io {
         context,
-        path: path.to_path_buf(),
+        path,
         source: e
             .into_io_error()
             .unwrap_or_else(|| std::io::Error::other("walk failed")),
     }
 }
 
-fn consider(
-    root: &Path,
-    path: &Path,
-    meta: Option<&std::fs::Metadata>,
-    inputs: &InputSet,
-    matched: &mut [bool],
-    files: &mut Vec<InputFile>,
-) -> Result<()> {
-    let Some(rel) = rel_path(root, path) else {
-        return Ok(());
-    };
-    let hits = inputs.matching_patterns(&rel);
-    if hits.is_empty() {
-        return Ok(());
-    }
-    let looked;
-    let meta = match meta {
-        Some(m) => m,
-        None => {
-            looked = path
-                .symlink_metadata()
-                .map_err(Error::io("cannot read input", path))?;
-            &looked
+fn error_path(e: &ignore::Error) -> Option<&Path> {
+    match e {
+        ignore::Error::WithPath { path, .. } => Some(path),
+        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
+            error_path(err)
         }
-    };
-    if let Some(f) = input_file(root, path, meta)? {
-        for i in hits {
-            matched[i] = true;
-        }
-        files.push(f);
+        _ => None,
     }
-    Ok(())
+}
+
+/// Which outputs a walk leaves out: for a task, all but those of its dependencies' dependencies
+/// (finished and in place before it starts); for a plain walk, none.
+struct Outputs<'a> {
+    index: Arc<OutputIndex>,
+    task: Option<(&'a Config, &'a Task)>,
+    /// The dependencies of the task's dependencies, all the way up; found when first needed.
+    upstream: Option<HashSet<&'a str>>,
+}
+
+impl<'a> Outputs<'a> {
+    /// Whether `rel` is an output the task never reads as an input.
+    fn exclude(&mut self, rel: &str) -> bool {
+        let Some(owner) = self.index.owner(rel) else {
+            return false;
+        };
+        let Some((config, task)) = self.task else {
+            return false;
+        };
+        if owner == task.name || task.deps.iter().any(|d| d == owner) {
+            return true;
+        }
+        !self
+            .upstream
+            .get_or_insert_with(|| upstream(config, task))
+            .contains(owner)
+    }
+
+    /// The tasks whose output folders a walk need not enter: the task's own and its direct
+    /// dependencies'.
+    fn pruned(&self) -> Vec<String> {
+        self.task
+            .map(|(_, t)| std::iter::once(&t.name).chain(&t.deps).cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// The dependencies of `task`'s dependencies, and theirs, all the way up.
+fn upstream<'a>(config: &'a Config, task: &'a Task) -> HashSet<&'a str> {
+    let deps_of = |name: &str| config.tasks.get(name).map(|t| t.deps.as_slice());
+    let mut stack: Vec<&str> = task
+        .deps
+        .iter()
+        .filter_map(|d| deps_of(d))
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    let mut seen = HashSet::new();
+    while let Some(t) = stack.pop() {
+        if seen.insert(t) {
+            stack.extend(deps_of(t).unwrap_or_default().iter().map(String::as_str));
+        }
+    }
+    seen
+}
+
+/// One walk over the roots of a task's input patterns.
+struct Walk<'a> {
+    root: &'a Path,
+    inputs: &'a InputSet,
+    skip: &'a [PathBuf],
+    outputs: Outputs<'a>,
+    files: Vec<InputFile>,
+    /// Per pattern: whether it matched a file.
+    matched: Vec<bool>,
+    skipped: Vec<Skipped>,
+}
+
+impl Walk<'_> {
+    /// Everything below one root of the patterns ("" is the project root).
+    fn start(&mut self, start: &str) -> Result<()> {
+        if let Some(left_out) = self.excluded(start) {
+            self.skipped.push(left_out);
+            return Ok(());
+        }
+        workspace_paths::check_parents(self.root, start)?;
+        let path = if start.is_empty() {
+            self.root.to_path_buf()
+        } else {
+            self.root.join(start)
+        };
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("cannot read input", path)(e)),
+        };
+        if meta.is_dir() {
+            return self.walk_dir(&path);
+        }
+        if meta.file_type().is_symlink() && !self.inputs.matches(start) {
+            // The patterns name paths below it: a folder on their way is a link.
+            return Err(workspace_paths::linked(&path, start));
+        }
+        self.consider(&path, Some(&meta))
+    }
+
+    /// A root inside `.git` or the cache folder: never walked (the configuration refuses such
+    /// patterns; this holds whatever it lets through).
+    fn excluded(&self, start: &str) -> Option<Skipped> {
+        let parts: Vec<&str> = start.split('/').collect();
+        if let Some(i) = parts.iter().position(|p| *p == ".git") {
+            let why = if i == 0 {
+                "the project's .git is never an input"
+            } else {
+                NESTED_GIT
+            };
+            return Some(Skipped {
+                rel: parts[..=i].join("/"),
+                why,
+            });
+        }
+        let path = self.root.join(start);
+        self.skip
+            .iter()
+            .find(|s| path.starts_with(s))
+            .map(|s| Skipped {
+                rel: lossy_rel(self.root, s).unwrap_or_else(|| s.display().to_string()),
+                why: "the cache folder is never an input",
+            })
+    }
+
+    fn walk_dir(&mut self, start: &Path) -> Result<()> {
+        let filter = DirFilter {
+            root: self.root.to_path_buf(),
+            skip: self.skip.to_vec(),
+            inputs: self.inputs.clone(),
+            outputs: self.outputs.index.clone(),
+            pruned: self.outputs.pruned(),
+            nested_git: Arc::default(),
+        };
+        let nested_git = filter.nested_git.clone();
+        let walker = ignore::WalkBuilder::new(start)
+            .standard_filters(false)
+            .follow_links(false)
+            .sort_by_file_name(|a, b| a.cmp(b))
+            .filter_entry(move |e| filter.enters(e))
+            .build();
+        for entry in walker {
+            let entry = entry.map_err(|e| walk_error("cannot walk the inputs", start, e))?;
+            if entry.file_type().is_some_and(|t| t.is_dir()) {
+                continue;
+            }
+            if entry.depth() > 0 && entry.file_name() == ".git" {
+                self.git_file(entry.path());
+                continue;
+            }
+            // Match by name first: only inputs are stat'ed.
+            self.consider(entry.path(), None)?;
+        }
+        let found = std::mem::take(&mut *nested_git.lock().expect("walk"));
+        self.skipped.extend(found.into_iter().map(|rel| Skipped {
+            rel,
+            why: NESTED_GIT,
+        }));
+        Ok(())
+    }
+
+    /// A `.git` file (a submodule's or worktree's pointer to its repository): never an input.
+    fn git_file(&mut self, path: &Path) {
+        if let Some(rel) = lossy_rel(self.root, path)
+            && rel != ".git"
+            && self.inputs.matches(&rel)
+        {
+            self.skipped.push(Skipped {
+                rel,
+                why: NESTED_GIT,
+            });
+        }
+    }
+
+    /// Takes `path` when the patterns match it and it is no output the task may not read.
+    fn consider(&mut self, path: &Path, meta: Option<&std::fs::Metadata>) -> Result<()> {
+        let Some(rel) = rel_path(self.root, path) else {
+            return self.not_utf8(path);
+        };
+        let hits = self.inputs.matching_patterns(&rel);
+        if hits.is_empty() {
+            return Ok(());
+        }
+        if self.outputs.exclude(&rel) {
+            // Never an input, but the pattern names something: a dependency's outputs reach the
+            // task as such.
+            for i in hits {
+                self.matched[i] = true;
+            }
+            return Ok(());
+        }
+        too_long_for_a_container(path, &rel)?;
+        let looked;
+        let meta = match meta {
+            Some(m) => m,
+            None => {
+                looked = path
+                    .symlink_metadata()
+                    .map_err(Error::io("cannot read input", path))?;
+                &looked
+            }
+        };
+        match input_file(self.root, path, meta)? {
+            Some(f) => {
+                for i in hits {
+                    self.matched[i] = true;
+                }
+                self.files.push(f);
+            }
+            None => self.skipped.push(Skipped {
+                rel,
+                why: "not a file, folder or symbolic link",
+            }),
+        }
+        Ok(())
+    }
+
+    /// A name that is not UTF-8 (keys and archives name files in UTF-8): an error when the globs
+    /// cover it as it prints, else no concern of this task.
+    fn not_utf8(&mut self, path: &Path) -> Result<()> {
+        let Some(rel) = lossy_rel(self.root, path) else {
+            return Ok(());
+        };
+        if !self.inputs.matches(&rel) || self.outputs.exclude(&rel) {
+            return Ok(());
+        }
+        Err(Error::Io {
+            context: "input file name is not valid UTF-8",
+            path: path.to_path_buf(),
+            source: std::io::Error::other(
+                "rename it, or leave it out with a `!` pattern (names as printed here)",
+            ),
+        })
+    }
+}
+
+/// Refuses an input with a name no container can hold, before any container is made (the
+/// engine would refuse the upload, naming it only in its own words).
+fn too_long_for_a_container(path: &Path, rel: &str) -> Result<()> {
+    match rel.split('/').find(|c| c.len() > CONTAINER_NAME_MAX) {
+        None => Ok(()),
+        Some(long) => Err(Error::Io {
+            context: "input file name is too long for a container",
+            path: path.to_path_buf(),
+            source: std::io::Error::other(format!(
+                "a name of {} bytes; container file systems take at most {CONTAINER_NAME_MAX}",
+                long.len()
+            )),
+        }),
+    }
+}
+
+/// Which folders a walk goes into (files always pass: they are matched by name after).
+struct DirFilter {
+    root: PathBuf,
+    skip: Vec<PathBuf>,
+    inputs: InputSet,
+    outputs: Arc<OutputIndex>,
+    /// Tasks whose output folders are never entered (see [`Outputs::pruned`]).
+    pruned: Vec<String>,
+    /// Nested `.git` folders met, for the warning.
+    nested_git: Arc<Mutex<Vec<String>>>,
+}
+
+impl DirFilter {
+    fn enters(&self, e: &ignore::DirEntry) -> bool {
+        if !e.file_type().is_some_and(|t| t.is_dir()) {
+            return true;
+        }
+        if self.skip.iter().any(|s| s == e.path()) {
+            return false;
+        }
+        // Names that are not UTF-8 as they print, so that the files below still meet the rule.
+        let Some(rel) = lossy_rel(&self.root, e.path()) else {
+            return false;
+        };
+        if rel.is_empty() {
+            return true;
+        }
+        if !self.inputs.may_contain(&rel) {
+            return false;
+        }
+        if let Some(owner) = self.outputs.folder_owner(&rel)
+            && self.pruned.iter().any(|t| t == owner)
+        {
+            return false;
+        }
+        if e.file_name() == ".git" {
+            if rel != ".git" {
+                self.nested_git.lock().expect("walk").push(rel);
+            }
+            return false;
+        }
+        true
+    }
 }
 
 /// An [`InputFile`] for a regular file or an in-project symlink; other kinds (sockets, devices)
-/// are skipped, links out of the project refused.
+/// are None, links out of the project refused.
 fn input_file(root: &Path, path: &Path, meta: &std::fs::Metadata) -> Result<Option<InputFile>> {
     let Some(rel) = rel_path(root, path) else {
         return Ok(None);
@@ -276,6 +594,17 @@ pub(crate) fn rel_path(root: &Path, path: &Path) -> Option<String> {
     let rel = path.strip_prefix(root).ok()?;
     let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
     Some(parts?.join("/"))
+}
+
+/// `path` relative to `root`, with `/` separators and names that are not UTF-8 as they print
+/// (U+FFFD for what is not); None outside the root.
+fn lossy_rel(root: &Path, path: &Path) -> Option<String> {
+    let rel = path.strip_prefix(root).ok()?;
+    let parts: Vec<_> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect();
+    Some(parts.join("/"))
 }
 
 /// Whether a link at project-relative `rel` with `target` resolves inside the project.
@@ -355,5 +684,214 @@ mod tests {
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join("in/evil")).unwrap();
         let set = InputSet::new(&["in/**".into()]).unwrap();
         assert!(InputFiles::collect(dir.path(), &set, &[]).is_err());
+    }
+
+    fn config(root: &Path, tasks: &str) -> Config {
+        let text = format!("[toolchains.go]\nimage = \"go\"\n{tasks}");
+        Config::parse(
+            root.to_path_buf(),
+            crate::config::Source::new("flamenco-build.toml", text),
+            false,
+        )
+        .unwrap()
+    }
+
+    // Issue 10 finding 2: no input is read through a symlink in any folder of its path below
+    // the root; the error names the link at the pattern's line. Failed on main before this
+    // change: `ext/secret.txt` was read from the outside folder.
+    #[test]
+    fn an_input_below_a_symlinked_folder_is_a_located_error() {
+        let outside = tempfile::tempdir().unwrap();
+        write(outside.path(), "secret.txt", "TOP-SECRET");
+        write(outside.path(), "sub/b.txt", "TOP-SECRET");
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "src/a.txt", "a");
+        std::os::unix::fs::symlink(outside.path(), root.join("ext")).unwrap();
+        std::os::unix::fs::symlink("ext/sub", root.join("src/sub")).unwrap();
+        for (input, link) in [
+            ("ext/secret.txt", "ext"),
+            ("ext/**", "ext"),
+            ("src/sub/b.txt", "src/sub"),
+        ] {
+            let c = config(
+                root,
+                &format!(
+                    "[tasks.t]\ntoolchain = \"go\"\nrun = \"true\"\noutputs = [\"o\"]\ninputs = [\"src/a.txt\", \"{input}\"]\n"
+                ),
+            );
+            let err = InputFiles::of_task(&c, &c.tasks["t"]).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.starts_with("flamenco-build.toml:7:")
+                    && text.contains(&format!("`{link}` is a symbolic link")),
+                "{input}: {text}"
+            );
+            assert_eq!(err.exit_code(), 2);
+        }
+        // A link that is itself a declared input stays one (sent as a link, not followed).
+        let c = config(
+            root,
+            "[tasks.t]\ntoolchain = \"go\"\nrun = \"true\"\noutputs = [\"o\"]\ninputs = [\"src/**\"]\n",
+        );
+        let got = InputFiles::of_task(&c, &c.tasks["t"]).unwrap();
+        let rels: Vec<&str> = got.files.iter().map(|f| f.rel.as_str()).collect();
+        assert_eq!(rels, ["src/a.txt", "src/sub"]);
+    }
+
+    // Issue 10 finding 9: a task never reads as inputs its own outputs or those of a task that
+    // does not finish before it starts (only its dependencies' dependencies' are in place; its
+    // direct dependencies' reach it as dependency outputs). Failed on main before this change: a
+    // task with `inputs = ["**"]` read its own `out/x` and an unrelated task's `b.txt`.
+    #[test]
+    fn outputs_are_never_inputs_unless_finished_before_the_task_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for rel in [
+            "src/s.go",
+            "out/x",
+            "b.txt",
+            "gen/a.gen.go",
+            "gen/a.go",
+            "up.txt",
+            "mid.txt",
+        ] {
+            write(root, rel, "x");
+        }
+        let c = config(
+            root,
+            r#"
+[tasks.a]
+toolchain = "go"
+run = "true"
+inputs = ["**"]
+outputs = ["out"]
+
+[tasks.b]
+toolchain = "go"
+run = "true"
+inputs = ["src/**"]
+outputs = ["b.txt", "gen/*.gen.go"]
+
+[tasks.up]
+toolchain = "go"
+run = "true"
+outputs = ["up.txt"]
+
+[tasks.mid]
+toolchain = "go"
+deps = ["up"]
+run = "true"
+outputs = ["mid.txt"]
+
+[tasks.c]
+toolchain = "go"
+deps = ["mid"]
+run = "true"
+inputs = ["*.txt", "out/**"]
+outputs = ["c.txt"]
+"#,
+        );
+        let rels = |t: &str| -> Vec<String> {
+            let got = InputFiles::of_task(&c, &c.tasks[t]).unwrap();
+            got.files.into_iter().map(|f| f.rel).collect()
+        };
+        assert_eq!(rels("a"), ["gen/a.go", "src/s.go"]);
+        // `up` finished before `c` starts (through `mid`): its output is an input; `mid`'s
+        // reaches `c` as a dependency output; `a`'s and `b`'s may not exist yet.
+        assert_eq!(rels("c"), ["up.txt"]);
+        let got = InputFiles::of_task(&c, &c.tasks["c"]).unwrap();
+        assert!(
+            got.unmatched.is_empty(),
+            "`out/**` names outputs: no warning"
+        );
+    }
+
+    // Issue 10 finding 10: a file under an input glob whose name is not UTF-8 is an error naming
+    // it; one no glob covers is no concern. Failed on main before this change: it was silently
+    // left out.
+    #[test]
+    fn a_non_utf8_name_under_an_input_glob_is_an_error_naming_it() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "src/a.txt", "a");
+        let name = std::ffi::OsStr::from_bytes(b"caf\xe9.txt");
+        std::fs::create_dir_all(root.join("other")).unwrap();
+        std::fs::write(root.join("other").join(name), "x").unwrap();
+        let set = InputSet::new(&["src/**".into(), "other/*.go".into()]).unwrap();
+        assert!(InputFiles::collect(root, &set, &[]).is_ok());
+        std::fs::write(root.join("src").join(name), "x").unwrap();
+        let err = InputFiles::collect(root, &set, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("not valid UTF-8") && err.contains("src/caf\u{FFFD}.txt"),
+            "{err}"
+        );
+        // In a folder whose own name is not UTF-8, too.
+        std::fs::remove_file(root.join("src").join(name)).unwrap();
+        std::fs::create_dir_all(root.join("src").join(name)).unwrap();
+        std::fs::write(root.join("src").join(name).join("x.txt"), "x").unwrap();
+        let err = InputFiles::collect(root, &set, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("src/caf\u{FFFD}.txt/x.txt"), "{err}");
+    }
+
+    // Issue 10 finding 10: nothing under an input glob is left out without a word: a nested
+    // `.git` (folder or file) and a socket are skipped by name; the project's own `.git` is never
+    // an input. Failed on main before this change: did not compile (no `skipped`); the walk
+    // dropped the nested `.git` folder and the socket without a word, and took the `.git` file.
+    #[test]
+    fn nested_git_and_sockets_under_a_glob_are_skipped_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, ".git/HEAD", "ref: refs/heads/main");
+        write(root, "vendor/lib/a.go", "package lib");
+        write(root, "vendor/lib/.git/HEAD", "ref: refs/heads/main");
+        write(root, "vendor/sub/.git", "gitdir: ../../.git/modules/sub");
+        let _socket = std::os::unix::net::UnixListener::bind(root.join("vendor/sock")).unwrap();
+        let set = InputSet::new(&["**".into()]).unwrap();
+        let got = InputFiles::collect(root, &set, &[root.join(".git")]).unwrap();
+        let rels: Vec<&str> = got.files.iter().map(|f| f.rel.as_str()).collect();
+        assert_eq!(rels, ["vendor/lib/a.go"]);
+        let skipped: Vec<&str> = got.skipped.iter().map(|s| s.rel.as_str()).collect();
+        assert_eq!(
+            skipped,
+            ["vendor/sock", "vendor/sub/.git", "vendor/lib/.git"]
+        );
+        // A pattern rooted inside a `.git` is never walked either.
+        let set = InputSet::new(&["vendor/lib/.git/**".into()]).unwrap();
+        let got = InputFiles::collect(root, &set, &[]).unwrap();
+        assert!(got.files.is_empty());
+        assert_eq!(got.skipped[0].rel, "vendor/lib/.git");
+    }
+
+    // Issue 10 finding 14: an input whose name is longer than container file systems take is an
+    // error naming it. Failed on main before this change: it was accepted, and the engine refused
+    // the upload later ("file name too long", exit 3).
+    #[test]
+    fn an_input_name_too_long_for_a_container_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = format!("{}.txt", "x".repeat(247));
+        let long = format!("{}.txt", "y".repeat(248));
+        write(dir.path(), &format!("src/{ok}"), "fits");
+        let set = InputSet::new(&["src/**".into()]).unwrap();
+        assert_eq!(
+            InputFiles::collect(dir.path(), &set, &[])
+                .unwrap()
+                .files
+                .len(),
+            1
+        );
+        write(dir.path(), &format!("src/{long}"), "too long");
+        let err = InputFiles::collect(dir.path(), &set, &[]).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("too long") && text.contains(&format!("src/{long}")),
+            "{text}"
+        );
+        assert_eq!(err.exit_code(), 5);
     }
 }

@@ -12,7 +12,7 @@ pub(crate) use archive_tree::{ArchiveTree, Node};
 pub use digest::{
     FileDigest, Manifest, hash_bytes, hash_file, hash_path, manifest_hash, output_mode,
 };
-pub use input_files::{FileKind, InputFile, InputFiles};
+pub use input_files::{FileKind, InputFile, InputFiles, Skipped};
 pub use key::{KEY_FORMAT, KeyRecipe, TaskKey, diff_files, env_value_hash};
 pub use stat_cache::StatCache;
 pub use workspace_snapshot::{TaskSnapshot, WorkspaceSnapshot};

@@ -104,7 +104,7 @@ impl StatCache {
                 // build: its stat then differs); otherwise look now.
                 let stat = match f.stat {
                     Some(s) => s,
-                    None => Stat::of(&std::fs::symlink_metadata(&f.abs)?),
+                    None => Stat::of(&std::fs::symlink_metadata(&f.abs).map_err(named(&f.abs))?),
                 };
                 if f.kind == FileKind::Dir {
                     out.push(Some(FileDigest::folder(stat.mode)));
@@ -132,7 +132,8 @@ impl StatCache {
             }
         }
         let hash_one = |(i, file, stat): &(usize, InputFile, Stat)| -> std::io::Result<(usize, FileDigest, Stat)> {
-            Ok((*i, FileDigest::of(file, hash_file(file)?), *stat))
+            let sha256 = hash_file(file).map_err(named(&file.abs))?;
+            Ok((*i, FileDigest::of(file, sha256), *stat))
         };
         let bytes: u64 = todo.iter().map(|(_, _, s)| s.size).sum();
         let hashed: Vec<(usize, FileDigest, Stat)> = if todo.len() > 4 && bytes > 4 * 1024 * 1024 {
@@ -207,6 +208,11 @@ impl StatCache {
     }
 }
 
+/// The error with the file it is about, which the caller's message does not name.
+fn named(path: &Path) -> impl FnOnce(std::io::Error) -> std::io::Error + '_ {
+    move |e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,6 +239,27 @@ mod tests {
             .unwrap()
             .set_modified(old)
             .unwrap();
+    }
+
+    // Issue 10 finding 14: a file that cannot be read is named in the error. Failed on main
+    // before this change: "Is a directory (os error 21)" named no file.
+    #[test]
+    fn a_file_that_cannot_be_read_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), "one").unwrap();
+        let mut gone = input(dir.path(), "a");
+        // Swapped for a folder after the walk: opening works, reading does not.
+        std::fs::remove_file(dir.path().join("a")).unwrap();
+        std::fs::create_dir(dir.path().join("a")).unwrap();
+        gone.stat = None;
+        let err = StatCache::in_memory()
+            .digest_all(&[gone])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&dir.path().join("a").display().to_string()),
+            "{err}"
+        );
     }
 
     #[test]

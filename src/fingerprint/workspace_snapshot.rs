@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-use super::{FileDigest, InputFile, InputFiles, Manifest, StatCache};
+use super::{FileDigest, InputFile, InputFiles, Manifest, Skipped, StatCache};
 use crate::config::{Config, Task};
 
 /// One task's inputs and outputs as they were when the build began.
@@ -21,6 +21,8 @@ pub struct TaskSnapshot {
     pub inputs: Vec<InputFile>,
     /// The include patterns that matched no file (indices into the task's patterns).
     pub unmatched: Vec<usize>,
+    /// What its globs cover but is never an input, for the warning.
+    pub skipped: Vec<Skipped>,
     /// The digest of each input, in the same order.
     pub digests: Vec<FileDigest>,
     /// Its outputs in the workspace.
@@ -63,6 +65,7 @@ impl TaskSnapshot {
         Some(TaskSnapshot {
             inputs: found.files,
             unmatched: found.unmatched,
+            skipped: found.skipped,
             digests,
             outputs: stat_cache.manifest(&outputs).ok()?,
         })

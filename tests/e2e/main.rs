@@ -4,6 +4,7 @@
 mod support;
 
 mod boundary_archive;
+mod boundary_paths;
 mod cache;
 mod core_loop;
 mod dockerfile_dev;
