@@ -1,14 +1,15 @@
-//! `metadata/<task>.meta.json`: the entries saved for one task, each with its key, the output
-//! manifest, and what it cost and saved. The recipe each key was computed from lies beside it in
+//! `metadata/<task>.meta.json`: the entries saved for one task, each with its key, the record of
+//! its outputs (whose blobs lie in `artifacts/sha256/`), and what it cost and saved. The recipe each key was computed from lies beside it in
 //! `metadata/<task>.recipes/<key>.json`.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::storage::ActionRecord;
 use crate::fingerprint::{Manifest, TaskKey};
 
-pub const METADATA_FORMAT: u32 = 2;
+pub const METADATA_FORMAT: u32 = 3;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskMetadata {
@@ -22,11 +23,8 @@ pub struct TaskMetadata {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Entry {
     pub key: TaskKey,
-    /// The outputs, per file: SHA-256, size, mode.
+    /// The outputs: per file its SHA-256 (the blob's name), size and mode; folders; symlinks.
     pub outputs: Manifest,
-    /// The archive's file name in `artifacts/<task>/`.
-    pub archive: String,
-    pub archive_size: u64,
     /// The toolchain image ID the outputs were built with.
     pub image_id: String,
     /// Unix seconds.
@@ -37,6 +35,31 @@ pub struct Entry {
     /// How often it was restored or found up to date, and the run time that saved.
     pub hits: u64,
     pub saved_ms: u64,
+}
+
+impl Entry {
+    /// A new entry for `record`, saved or used at `t` (Unix seconds).
+    pub fn new(key: TaskKey, record: ActionRecord, t: u64) -> Entry {
+        Entry {
+            key,
+            outputs: record.outputs,
+            image_id: record.image_id,
+            created: t,
+            last_used: t,
+            run_ms: record.run_ms,
+            hits: 0,
+            saved_ms: 0,
+        }
+    }
+
+    /// The action result this entry holds, as every tier keeps it.
+    pub fn record(&self) -> ActionRecord {
+        ActionRecord {
+            outputs: self.outputs.clone(),
+            image_id: self.image_id.clone(),
+            run_ms: self.run_ms,
+        }
+    }
 }
 
 impl TaskMetadata {

@@ -1,17 +1,35 @@
-//! The local artifact cache under `.build-cache/`: one archive per saved key in
-//! `artifacts/<task>/`, what was recorded in `metadata/<task>.meta.json`, a `CACHEDIR.TAG` and a
-//! format version at the root. Writes are atomic (temp name, fsync, rename) under a file lock;
-//! every restore re-checks each file's SHA-256.
+//! The artifact cache, behind one facade ([`Cache`]): look a key up, restore, save, explain a
+//! miss. Under it, tiers that keep REAPI's two kinds of data ([`storage`]): action results and
+//! content blobs. The local store is `.build-cache/`: `metadata/<task>.meta.json` (the entries),
+//! `artifacts/sha256/` (the blobs), a `CACHEDIR.TAG` and a format version. Writes are atomic
+//! (temp name, rename; blobs made durable before the metadata that names them) under a file
+//! lock; every restore re-checks each file's SHA-256.
 
-mod archive;
-mod local_cache;
+mod cas;
+mod error;
+mod facade;
+mod local_store;
+mod materialize;
 mod metadata;
+mod storage;
 
 use std::io::Write;
 use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use local_cache::{CacheStatus, Corrupt, GcReport, LocalCache, TaskStatus, now as now_secs};
+pub use error::{CacheError, Corrupt};
+pub use facade::{Cache, Hit, Lookup, Miss};
+pub use local_store::{CACHE_FORMAT, CacheStatus, GcReport, LocalStore, TaskStatus};
 pub use metadata::{Entry, TaskMetadata};
+pub use storage::ActionRecord;
+
+/// Unix seconds now.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
 
 /// Writes `bytes` to `path` atomically: a temp file in the same folder, fsync, rename, fsync of
 /// the folder. A crash leaves the old file or the new one, never half of one.

@@ -1,0 +1,761 @@
+//! The local store, `.build-cache/` of one project: per task a metadata file of action results
+//! (`metadata/<task>.meta.json`, with use times and hits), the recipe each key came from beside
+//! it, and the content blobs those results name in `artifacts/sha256/` (see [`Cas`]). Blobs are
+//! written first and made durable, then the metadata that names them, under a file lock; every
+//! restore re-hashes every blob.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::cas::{BlobError, Cas};
+use super::metadata::{Entry, METADATA_FORMAT, TaskMetadata};
+use super::storage::{ActionRecord, BlobRead, BlobRef, BlobWrite, Storage};
+use super::{CacheError, Corrupt, materialize, now, write_atomic};
+use crate::error::{Error, Result};
+use crate::fingerprint::{KeyRecipe, Manifest, TaskKey};
+
+/// The layout version of the cache folder; another version's content is cleared on open.
+pub const CACHE_FORMAT: u32 = 3;
+
+const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
+# This file is a cache directory tag created by flamenco-build.\n\
+# For information about cache directory tags see https://bford.info/cachedir/\n";
+
+/// Leftover temp files and staging folders older than this belong to no running build.
+const STALE_TMP: Duration = Duration::from_secs(3600);
+
+/// A blob no entry names is removed once it is older than this: a save writes its blobs a moment
+/// before the metadata that names them, and a cleanup must not take them away in between.
+const STALE_BLOB: Duration = Duration::from_secs(60);
+
+/// `.build-cache/` of one project.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    dir: PathBuf,
+    cas: Cas,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct TaskStatus {
+    pub task: String,
+    pub entries: usize,
+    /// The bytes of the blobs its entries name (a blob two tasks share counts for both).
+    pub bytes: u64,
+    pub last_used: Option<u64>,
+    pub saved_ms: u64,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct CacheStatus {
+    pub dir: PathBuf,
+    pub targets_cached: usize,
+    pub bytes: u64,
+    pub max_size: u64,
+    pub max_age_secs: u64,
+    pub tasks: Vec<TaskStatus>,
+}
+
+#[derive(Debug, Default)]
+pub struct GcReport {
+    pub entries: usize,
+    pub bytes: u64,
+}
+
+impl LocalStore {
+    pub(crate) fn at(dir: &Path) -> LocalStore {
+        LocalStore {
+            dir: dir.to_path_buf(),
+            cas: Cas::new(dir.join("artifacts").join("sha256")),
+        }
+    }
+
+    /// Opens (creating) the cache at `dir`; a cache of another format is cleared first.
+    pub fn open(dir: &Path) -> Result<LocalStore> {
+        let store = LocalStore::at(dir);
+        for sub in ["artifacts", "metadata", "tmp"] {
+            let p = dir.join(sub);
+            std::fs::create_dir_all(&p).map_err(Error::io("cannot create the cache folder", &p))?;
+        }
+        let tag = dir.join("CACHEDIR.TAG");
+        if !tag.exists() {
+            write_atomic(&tag, CACHEDIR_TAG.as_bytes()).map_err(Error::io("cannot write", &tag))?;
+        }
+        let version = dir.join("VERSION");
+        let want = CACHE_FORMAT.to_string();
+        match std::fs::read_to_string(&version) {
+            Ok(v) if v.trim() == want => {}
+            Ok(v) => {
+                eprintln!(
+                    "warning: the cache at {} has format {}, this flamenco-build uses {want}: clearing it",
+                    dir.display(),
+                    v.trim()
+                );
+                store.clear()?;
+                write_atomic(&version, want.as_bytes())
+                    .map_err(Error::io("cannot write", &version))?;
+            }
+            Err(_) => write_atomic(&version, want.as_bytes())
+                .map_err(Error::io("cannot write", &version))?,
+        }
+        Ok(store)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where builds stage outputs before placing them (same file system as the cache).
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.dir.join("tmp")
+    }
+
+    pub fn stat_cache_path(&self) -> PathBuf {
+        self.dir.join("stat-cache.json")
+    }
+
+    /// The cache-wide lock, held for metadata updates, renames into place and eviction. The
+    /// kernel drops it when the holder dies, so a killed build never blocks the next one.
+    pub fn lock(&self) -> Result<File> {
+        let path = self.dir.join("lock");
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(Error::io("cannot open the cache lock", &path))?;
+        f.lock()
+            .map_err(Error::io("cannot take the cache lock", &path))?;
+        Ok(f)
+    }
+
+    fn meta_path(&self, task: &str) -> PathBuf {
+        self.dir.join("metadata").join(format!("{task}.meta.json"))
+    }
+
+    fn recipes_dir(&self, task: &str) -> PathBuf {
+        self.dir.join("metadata").join(format!("{task}.recipes"))
+    }
+
+    fn recipe_path(&self, task: &str, key: &TaskKey) -> PathBuf {
+        self.recipes_dir(task).join(format!("{key}.json"))
+    }
+
+    /// The recipe an entry's key was computed from, for explaining a later miss.
+    pub fn recipe(&self, task: &str, key: &TaskKey) -> Option<KeyRecipe> {
+        let bytes = std::fs::read(self.recipe_path(task, key)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// The metadata of a task as stored: None when there is none, Err when it is not valid
+    /// metadata for `task`. Takes no lock (files are only ever replaced by rename).
+    fn read_meta(&self, task: &str) -> std::result::Result<Option<TaskMetadata>, String> {
+        let path = self.meta_path(task);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot be read: {e}")),
+        };
+        match serde_json::from_slice::<TaskMetadata>(&bytes) {
+            Ok(m) if m.format == METADATA_FORMAT && m.task == task => Ok(Some(m)),
+            Ok(_) => Err(format!(
+                "is not metadata of `{task}` in format {METADATA_FORMAT}"
+            )),
+            Err(e) => Err(format!("is not valid JSON metadata ({e})")),
+        }
+    }
+
+    /// The metadata of a task; a file that is not valid metadata is reported, evicted with the
+    /// task's recipes, and treated as absent.
+    pub fn load(&self, task: &str) -> Option<TaskMetadata> {
+        match self.read_meta(task) {
+            Ok(m) => m,
+            Err(why) => {
+                let path = self.meta_path(task);
+                eprintln!(
+                    "warning: corrupt cache metadata {} {why}: evicted",
+                    path.display()
+                );
+                if let Ok(_lock) = self.lock() {
+                    let _ = std::fs::remove_file(&path);
+                    let _ = std::fs::remove_dir_all(self.recipes_dir(task));
+                }
+                None
+            }
+        }
+    }
+
+    /// Puts an entry's outputs into `staging`, every blob checked against its digest.
+    pub fn restore(&self, task: &str, entry: &Entry, staging: &Path) -> Result<(), Corrupt> {
+        let corrupt = |reason: String, blob: Option<String>| Corrupt {
+            task: task.to_string(),
+            key: entry.key.clone(),
+            reason,
+            blob,
+        };
+        materialize::check(&entry.outputs).map_err(|r| corrupt(r, None))?;
+        let files = materialize::lay_out(&entry.outputs, staging).map_err(|r| corrupt(r, None))?;
+        self.read_files(&files).map_err(|e| {
+            let blob = match &e {
+                BlobError::Mismatch { sha256, .. } | BlobError::Missing { sha256 } => {
+                    Some(sha256.clone())
+                }
+                _ => None,
+            };
+            corrupt(e.to_string(), blob)
+        })?;
+        materialize::finish(&entry.outputs, staging).map_err(|r| corrupt(r, None))
+    }
+
+    fn read_files(&self, files: &[BlobRead]) -> Result<(), BlobError> {
+        for f in files {
+            self.cas
+                .copy_to(&f.blob.sha256, f.blob.size, &f.to, f.mode)?;
+        }
+        Ok(())
+    }
+
+    /// Saves the outputs staged for `recipe`'s key: every file as a blob (made durable with one
+    /// sync), then, under the lock, the recipe and the metadata entry that names them.
+    pub fn save(
+        &self,
+        task: &str,
+        recipe: &KeyRecipe,
+        staging: &Path,
+        outputs: &Manifest,
+        run: Duration,
+    ) -> Result<Entry> {
+        let writes = outputs
+            .iter()
+            .filter(|(_, d)| d.link.is_none() && !d.dir)
+            .map(|(rel, d)| BlobWrite {
+                blob: BlobRef {
+                    sha256: d.sha256.clone(),
+                    size: d.size,
+                },
+                from: staging.join(rel),
+            })
+            .collect::<Vec<_>>();
+        self.write_files(&writes)?;
+        let record = ActionRecord {
+            outputs: outputs.clone(),
+            image_id: recipe.toolchain.clone(),
+            run_ms: run.as_millis() as u64,
+        };
+        let key = recipe.key();
+        let _lock = self.lock()?;
+        // The recipe (every input's digest) is kept apart: only `--explain` reads it, and the
+        // metadata every build reads stays small however many entries a task has.
+        let recipe_path = self.recipe_path(task, &key);
+        let recipe_dir = self.recipes_dir(task);
+        std::fs::create_dir_all(&recipe_dir)
+            .map_err(Error::io("cannot create the recipe folder", &recipe_dir))?;
+        let recipe_json = serde_json::to_vec(recipe).expect("a recipe serialises");
+        write_atomic(&recipe_path, &recipe_json)
+            .map_err(Error::io("cannot write the key recipe", &recipe_path))?;
+        self.put_entry(task, &key, &record)
+    }
+
+    fn write_files(&self, writes: &[BlobWrite]) -> Result<()> {
+        for w in writes {
+            self.cas
+                .put(&w.from, &w.blob.sha256, w.blob.size)
+                .map_err(|e| blob_io(e, &w.from))?;
+        }
+        self.cas.sync();
+        Ok(())
+    }
+
+    /// Records `record` under `key` (the lock held by the caller).
+    fn put_entry(&self, task: &str, key: &TaskKey, record: &ActionRecord) -> Result<Entry> {
+        let mut meta = self
+            .read_meta(task)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| TaskMetadata::new(task));
+        let entry = Entry::new(key.clone(), record.clone(), now());
+        meta.entries.insert(key.clone(), entry.clone());
+        meta.last = Some(key.clone());
+        self.write_meta(task, &meta)?;
+        Ok(entry)
+    }
+
+    fn write_meta(&self, task: &str, meta: &TaskMetadata) -> Result<()> {
+        let path = self.meta_path(task);
+        let dir = path.parent().expect("metadata lies in a folder");
+        std::fs::create_dir_all(dir).map_err(Error::io("cannot create the cache folder", dir))?;
+        let bytes = serde_json::to_vec_pretty(meta).expect("metadata serialises");
+        write_atomic(&path, &bytes).map_err(Error::io("cannot write cache metadata", &path))
+    }
+
+    /// Records that an entry was used (restored or up to date). Cheap when nothing changes: the
+    /// metadata is only rewritten when the task's last key changes or its use time is stale.
+    /// `meta` is what [`LocalStore::load`] just gave for `task`: it is read again only to write.
+    pub fn record_hit(&self, task: &str, meta: &TaskMetadata, key: &TaskKey, restored: bool) {
+        let Some(e) = meta.entries.get(key) else {
+            return;
+        };
+        let stale = now().saturating_sub(e.last_used) > 3600;
+        if meta.last.as_ref() == Some(key) && !stale && !restored {
+            return;
+        }
+        let Ok(_lock) = self.lock() else { return };
+        let Ok(Some(mut meta)) = self.read_meta(task) else {
+            return;
+        };
+        if let Some(e) = meta.entries.get_mut(key) {
+            e.last_used = now();
+            e.hits += 1;
+            e.saved_ms += e.run_ms;
+        }
+        meta.last = Some(key.clone());
+        if let Err(e) = self.write_meta(task, &meta) {
+            eprintln!("warning: {e}");
+        }
+    }
+
+    /// Removes one entry; a blob found damaged goes with it (so the next save writes it anew).
+    /// Other blobs stay for the entries that share them; cleanup removes the unnamed ones.
+    pub fn evict(&self, task: &str, key: &TaskKey, bad_blob: Option<&str>) {
+        let Ok(_lock) = self.lock() else { return };
+        if let Some(b) = bad_blob {
+            self.cas.remove(b);
+        }
+        if let Ok(Some(mut meta)) = self.read_meta(task) {
+            if meta.entries.remove(key).is_some() {
+                let _ = std::fs::remove_file(self.recipe_path(task, key));
+            }
+            if meta.last.as_ref() == Some(key) {
+                meta.last = None;
+            }
+            if meta.entries.is_empty() {
+                let _ = std::fs::remove_file(self.meta_path(task));
+            } else if let Err(e) = self.write_meta(task, &meta) {
+                eprintln!("warning: {e}");
+            }
+        }
+    }
+
+    /// The names of the tasks with metadata.
+    pub fn tasks(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.dir.join("metadata"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".meta.json"))
+                    .map(String::from)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Every task's metadata that can be read, by task.
+    fn all_meta(&self) -> BTreeMap<String, TaskMetadata> {
+        self.tasks()
+            .into_iter()
+            .filter_map(|t| self.read_meta(&t).ok().flatten().map(|m| (t, m)))
+            .collect()
+    }
+
+    pub fn status(&self, max_size: u64, max_age: Duration) -> CacheStatus {
+        let tasks: Vec<TaskStatus> = self
+            .tasks()
+            .into_iter()
+            .filter_map(|t| self.load(&t))
+            .map(|m| TaskStatus {
+                task: m.task.clone(),
+                entries: m.entries.len(),
+                bytes: unique_blob_bytes(m.entries.values()),
+                last_used: m.entries.values().map(|e| e.last_used).max(),
+                saved_ms: m.entries.values().map(|e| e.saved_ms).sum(),
+            })
+            .collect();
+        CacheStatus {
+            dir: self.dir.clone(),
+            targets_cached: tasks.iter().filter(|t| t.entries > 0).count(),
+            bytes: dir_size(&self.dir),
+            max_size,
+            max_age_secs: max_age.as_secs(),
+            tasks,
+        }
+    }
+
+    /// Whether the last cleanup is older than `every` (or never happened).
+    pub fn gc_due(&self, every: Duration) -> bool {
+        std::fs::metadata(self.dir.join("last-gc"))
+            .and_then(|m| m.modified())
+            .map(|t| t.elapsed().unwrap_or_default() > every)
+            .unwrap_or(true)
+    }
+
+    /// Drops entries unused for `max_age`, then the least recently used until the blobs the rest
+    /// name fit in `max_size`; then removes blobs no entry names, and stale temp files.
+    pub fn gc(&self, max_size: u64, max_age: Duration) -> Result<GcReport> {
+        let _lock = self.lock()?;
+        let _ = std::fs::write(self.dir.join("last-gc"), b"");
+        let mut metas = self.all_meta();
+        let mut report = GcReport::default();
+        let doomed = pick_doomed(&metas, max_size, max_age, now());
+        for (task, key) in &doomed {
+            let m = metas.get_mut(task).expect("loaded");
+            m.entries.remove(key);
+            let _ = std::fs::remove_file(self.recipe_path(task, key));
+            if m.last.as_ref() == Some(key) {
+                m.last = None;
+            }
+            report.entries += 1;
+        }
+        let changed: BTreeSet<&String> = doomed.iter().map(|(t, _)| t).collect();
+        for (task, m) in metas.iter().filter(|(t, _)| changed.contains(t)) {
+            if m.entries.is_empty() {
+                let _ = std::fs::remove_file(self.meta_path(task));
+                let _ = std::fs::remove_dir_all(self.recipes_dir(task));
+            } else {
+                self.write_meta(task, m)?;
+            }
+        }
+        report.bytes = self.sweep(&metas);
+        Ok(report)
+    }
+
+    /// Removes blobs no entry names and temp files of dead builds; returns the bytes removed.
+    fn sweep(&self, metas: &BTreeMap<String, TaskMetadata>) -> u64 {
+        let named: BTreeSet<&str> = metas
+            .values()
+            .flat_map(|m| m.entries.values())
+            .flat_map(|e| e.outputs.values())
+            .map(|d| d.sha256.as_str())
+            .collect();
+        let older = |t: SystemTime, than: Duration| t.elapsed().unwrap_or_default() > than;
+        let mut bytes = 0;
+        for (b, temp) in self.cas.list() {
+            if temp && older(b.modified, STALE_TMP) {
+                self.cas.remove_temp(&b.sha256);
+            } else if !temp && !named.contains(b.sha256.as_str()) && older(b.modified, STALE_BLOB)
+            {
+                bytes += b.size;
+                self.cas.remove(&b.sha256);
+            }
+        }
+        for f in std::fs::read_dir(self.tmp_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let modified = f.metadata().and_then(|m| m.modified());
+            if modified.is_ok_and(|t| older(t, STALE_TMP)) {
+                let _ = std::fs::remove_dir_all(f.path());
+            }
+        }
+        bytes
+    }
+
+    /// Re-hashes every blob the entries name, each once; evicts the entries that name a bad or
+    /// missing one (and the bad blob). Returns (entries checked, the bad ones).
+    pub fn verify(&self) -> Result<(usize, Vec<Corrupt>)> {
+        let metas = self.all_meta();
+        let mut bad_blobs: HashMap<String, String> = HashMap::new();
+        let mut checked_blobs: BTreeSet<String> = BTreeSet::new();
+        let scratch = tempfile::Builder::new()
+            .prefix("verify-")
+            .tempdir_in(self.tmp_dir())
+            .map_err(Error::io("cannot create a scratch folder", self.tmp_dir()))?;
+        let mut checked = 0;
+        let mut bad = Vec::new();
+        for (task, meta) in &metas {
+            for entry in meta.entries.values() {
+                checked += 1;
+                let mut why = materialize::check(&entry.outputs).err();
+                for b in entry.record().blobs() {
+                    if why.is_some() {
+                        break;
+                    }
+                    if checked_blobs.insert(b.sha256.clone()) {
+                        let to = scratch.path().join("blob");
+                        if let Err(e) = self.cas.copy_to(&b.sha256, b.size, &to, 0o600) {
+                            bad_blobs.insert(b.sha256.clone(), e.to_string());
+                        }
+                        let _ = std::fs::remove_file(&to);
+                    }
+                    why = bad_blobs.get(&b.sha256).cloned();
+                }
+                if let Some(reason) = why {
+                    bad.push(Corrupt {
+                        task: task.clone(),
+                        key: entry.key.clone(),
+                        reason,
+                        blob: None,
+                    });
+                }
+            }
+        }
+        for c in &bad {
+            self.evict(&c.task, &c.key, None);
+        }
+        for b in bad_blobs.keys() {
+            self.cas.remove(b);
+        }
+        Ok((checked, bad))
+    }
+
+    /// Removes everything the cache holds; returns (files, bytes) removed.
+    pub fn clear(&self) -> Result<(u64, u64)> {
+        let _lock = self.lock()?;
+        let (mut files, mut bytes) = (0, 0);
+        for sub in ["artifacts", "metadata", "tmp"] {
+            let p = self.dir.join(sub);
+            let (f, b) = count(&p);
+            files += f;
+            bytes += b;
+            let _ = std::fs::remove_dir_all(&p);
+            let _ = std::fs::create_dir_all(&p);
+        }
+        let stat = self.stat_cache_path();
+        if let Ok(m) = std::fs::metadata(&stat) {
+            files += 1;
+            bytes += m.len();
+            let _ = std::fs::remove_file(&stat);
+        }
+        Ok((files, bytes))
+    }
+}
+
+/// The entries a cleanup removes: those unused for `max_age`, then the least recently used while
+/// the blobs of the rest are over `max_size` (a blob counts once, however many entries name it).
+fn pick_doomed(
+    metas: &BTreeMap<String, TaskMetadata>,
+    max_size: u64,
+    max_age: Duration,
+    t: u64,
+) -> Vec<(String, TaskKey)> {
+    // Per blob: its size and how many entries name it.
+    let mut refs: HashMap<&str, (u64, usize)> = HashMap::new();
+    let mut all: Vec<(u64, &String, &Entry)> = Vec::new();
+    for (task, m) in metas {
+        for e in m.entries.values() {
+            all.push((e.last_used, task, e));
+            for (sha, size) in entry_blobs(e) {
+                refs.entry(sha).or_insert((size, 0)).1 += 1;
+            }
+        }
+    }
+    all.sort_by(|a, b| (a.0, a.1, &a.2.key).cmp(&(b.0, b.1, &b.2.key)));
+    let mut total: u64 = refs.values().map(|(size, _)| size).sum();
+    let mut doomed = Vec::new();
+    for (used, task, e) in all {
+        if t.saturating_sub(used) <= max_age.as_secs() && total <= max_size {
+            continue;
+        }
+        for (sha, _) in entry_blobs(e) {
+            let slot = refs.get_mut(sha).expect("counted");
+            slot.1 -= 1;
+            if slot.1 == 0 {
+                total -= slot.0;
+            }
+        }
+        doomed.push((task.clone(), e.key.clone()));
+    }
+    doomed
+}
+
+/// The blobs an entry names, each once: (SHA-256, size).
+fn entry_blobs(e: &Entry) -> BTreeSet<(&str, u64)> {
+    e.outputs
+        .values()
+        .filter(|d| d.link.is_none() && !d.dir)
+        .map(|d| (d.sha256.as_str(), d.size))
+        .collect()
+}
+
+fn unique_blob_bytes<'a>(entries: impl Iterator<Item = &'a Entry>) -> u64 {
+    let blobs: BTreeSet<(&str, u64)> = entries.flat_map(entry_blobs).collect();
+    blobs.iter().map(|(_, size)| size).sum()
+}
+
+fn blob_io(e: BlobError, path: &Path) -> Error {
+    match e {
+        BlobError::Io { what, path, source } => Error::Io {
+            context: what,
+            path,
+            source,
+        },
+        other => Error::Io {
+            context: "cannot store output in the cache",
+            path: path.to_path_buf(),
+            source: std::io::Error::other(other.to_string()),
+        },
+    }
+}
+
+fn count(p: &Path) -> (u64, u64) {
+    let (mut files, mut bytes) = (0, 0);
+    for e in ignore::WalkBuilder::new(p)
+        .standard_filters(false)
+        .build()
+        .flatten()
+    {
+        if e.file_type().is_some_and(|t| t.is_file()) {
+            files += 1;
+            bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+        }
+    }
+    (files, bytes)
+}
+
+fn dir_size(p: &Path) -> u64 {
+    count(p).1
+}
+
+/// The local store as a tier: its blocking work runs on the blocking pool, a whole batch at once.
+#[async_trait::async_trait]
+impl Storage for LocalStore {
+    fn describe(&self) -> String {
+        format!("local cache {}", self.dir.display())
+    }
+
+    async fn get_action(
+        &self,
+        task: &str,
+        key: &TaskKey,
+    ) -> std::result::Result<Option<ActionRecord>, CacheError> {
+        let (me, task, key) = (self.clone(), task.to_string(), key.clone());
+        blocking(move || {
+            Ok(me
+                .load(&task)
+                .and_then(|m| m.entries.get(&key).map(Entry::record)))
+        })
+        .await
+    }
+
+    async fn put_action(
+        &self,
+        task: &str,
+        key: &TaskKey,
+        record: &ActionRecord,
+    ) -> std::result::Result<(), CacheError> {
+        let (me, task, key, record) = (self.clone(), task.to_string(), key.clone(), record.clone());
+        blocking(move || {
+            let _lock = me.lock()?;
+            me.put_entry(&task, &key, &record).map(|_| ())?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn find_missing(
+        &self,
+        blobs: Vec<BlobRef>,
+    ) -> std::result::Result<Vec<BlobRef>, CacheError> {
+        let me = self.clone();
+        blocking(move || {
+            Ok(blobs
+                .into_iter()
+                .filter(|b| !me.cas.contains(&b.sha256, b.size))
+                .collect())
+        })
+        .await
+    }
+
+    async fn write_blobs(&self, blobs: Vec<BlobWrite>) -> std::result::Result<(), CacheError> {
+        let me = self.clone();
+        blocking(move || Ok(me.write_files(&blobs)?)).await
+    }
+
+    async fn read_blobs(&self, blobs: Vec<BlobRead>) -> std::result::Result<(), CacheError> {
+        let me = self.clone();
+        blocking(move || {
+            me.read_files(&blobs).map_err(|e| {
+                for b in &blobs {
+                    let _ = std::fs::remove_file(&b.to);
+                }
+                CacheError::from(e)
+            })
+        })
+        .await
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::result::Result<T, CacheError> + Send + 'static,
+) -> std::result::Result<T, CacheError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CacheError::Internal(format!("a cache task ended abnormally: {e}")))?
+}
+
+/// Keeps the `Arc` form handy for the facade's tier list.
+impl LocalStore {
+    pub(crate) fn tier(&self) -> Arc<dyn Storage> {
+        Arc::new(self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fingerprint::FileDigest;
+
+    fn entry(key: &str, used: u64, blobs: &[(&str, u64)]) -> Entry {
+        let outputs: Manifest = blobs
+            .iter()
+            .enumerate()
+            .map(|(i, (sha, size))| {
+                (
+                    format!("o/{i}"),
+                    FileDigest {
+                        sha256: sha.to_string(),
+                        size: *size,
+                        executable: false,
+                        link: None,
+                        mode: Some(0o644),
+                        dir: false,
+                    },
+                )
+            })
+            .collect();
+        let mut e = Entry::new(
+            TaskKey(key.into()),
+            ActionRecord {
+                outputs,
+                image_id: "img".into(),
+                run_ms: 1,
+            },
+            used,
+        );
+        e.last_used = used;
+        e
+    }
+
+    fn metas(entries: Vec<(&str, Entry)>) -> BTreeMap<String, TaskMetadata> {
+        let mut m: BTreeMap<String, TaskMetadata> = BTreeMap::new();
+        for (task, e) in entries {
+            m.entry(task.to_string())
+                .or_insert_with(|| TaskMetadata::new(task))
+                .entries
+                .insert(e.key.clone(), e);
+        }
+        m
+    }
+
+    #[test]
+    fn cleanup_counts_a_shared_blob_once_and_drops_the_least_recently_used() {
+        let m = metas(vec![
+            ("a", entry("k1", 10, &[("x", 100), ("y", 50)])),
+            ("b", entry("k2", 20, &[("x", 100)])),
+            ("a", entry("k3", 30, &[("z", 100)])),
+        ]);
+        // 250 bytes in all; dropping k1 frees only y (x is shared with k2).
+        let doomed = pick_doomed(&m, 200, Duration::from_secs(1000), 40);
+        assert_eq!(doomed, vec![("a".to_string(), TaskKey("k1".into()))]);
+        let doomed = pick_doomed(&m, 100, Duration::from_secs(1000), 40);
+        assert_eq!(doomed.len(), 2, "{doomed:?}");
+        let doomed = pick_doomed(&m, 1000, Duration::from_secs(15), 40);
+        assert_eq!(doomed, vec![("a".to_string(), TaskKey("k1".into()))]);
+    }
+}
