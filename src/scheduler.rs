@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use serde_json::json;
 
-use crate::cache::LocalCache;
+use crate::cache::{Cache, Lookup};
 use crate::config::{Config, Task};
 use crate::error::{Error, Result};
 use crate::executor::{Executor, TaskJob, Timings, tarball};
@@ -56,7 +56,7 @@ pub struct TaskOutcome {
 
 /// How a build treats the artifact cache.
 pub struct CacheMode {
-    pub cache: LocalCache,
+    pub cache: Cache,
     pub stat_cache: StatCache,
     /// Print, per task, hit or miss and why.
     pub explain: bool,
@@ -533,7 +533,7 @@ impl<'a, E: Executor> Scheduler<'a, E> {
     }
 
     /// What a build would do, without running, restoring or writing anything.
-    pub fn dry_run(&self, plan: &[String]) -> Result<()> {
+    pub async fn dry_run(&self, plan: &[String]) -> Result<()> {
         let mut outputs: BTreeMap<String, Manifest> = BTreeMap::new();
         let mut runs: Vec<&str> = Vec::new();
         for name in plan {
@@ -554,26 +554,18 @@ impl<'a, E: Executor> Scheduler<'a, E> {
                     .map_err(Error::io("cannot hash the inputs of", task.name.as_str()))?;
                 let recipe = self.recipe(task, &inputs, digests, &outputs);
                 let key = recipe.key();
-                let meta = mode.cache.load(name);
-                match meta.as_ref().and_then(|m| m.entries.get(&key)) {
-                    Some(entry) => {
-                        outputs.insert(name.clone(), entry.outputs.clone());
-                        if self.workspace_outputs(task, &mode.stat_cache)? == entry.outputs {
-                            "up to date".to_string()
-                        } else {
-                            "would restore from the cache".to_string()
-                        }
+                let here = || self.workspace_outputs(task, &mode.stat_cache);
+                match mode.cache.lookup(name, &key, here).await? {
+                    Lookup::UpToDate(hit) => {
+                        outputs.insert(name.clone(), hit.entry.outputs);
+                        "up to date".to_string()
                     }
-                    None => {
-                        let last = meta
-                            .as_ref()
-                            .and_then(|m| m.last_key())
-                            .and_then(|k| mode.cache.recipe(name, k));
-                        let why = match last.as_ref() {
-                            Some(old) => recipe.explain_against(old).join("; "),
-                            None => "never built with this cache".into(),
-                        };
-                        format!("would run: {why}")
+                    Lookup::Restorable(hit) => {
+                        outputs.insert(name.clone(), hit.entry.outputs);
+                        "would restore from the cache".to_string()
+                    }
+                    Lookup::Miss(miss) => {
+                        format!("would run: {}", mode.cache.why_missed(name, &recipe, &miss))
                     }
                 }
             } else {
@@ -604,10 +596,10 @@ impl<'a, E: Executor> Scheduler<'a, E> {
             let s = &self.config.settings;
             // Only a build that added entries can push the cache over its size; ages are checked
             // at most hourly. A no-change build so skips reading every task's metadata again.
-            if !self.saved.load(Ordering::Relaxed) && !c.cache.gc_due(Duration::from_secs(3600)) {
+            if !self.saved.load(Ordering::Relaxed) && !c.cache.local().gc_due(Duration::from_secs(3600)) {
                 return;
             }
-            match c.cache.gc(s.cache_max_size, s.cache_max_age) {
+            match c.cache.local().gc(s.cache_max_size, s.cache_max_age) {
                 Ok(r) if r.entries > 0 => self.reporter.line(&format!(
                     "Cache: removed {} entries ({}) over the size or age limit",
                     r.entries,
@@ -677,68 +669,49 @@ impl<'a, E: Executor> Scheduler<'a, E> {
         );
         tracing::debug!(task = %task.name, took = ?outcome.key_time, files = inputs.len(), "computed the key");
 
-        let meta = mode.cache.load(&task.name);
-        if let Some((meta, entry)) = meta
-            .as_ref()
-            .and_then(|m| m.entries.get(&key).map(|e| (m, e)))
-        {
-            let here = match here {
-                Some(h) => h,
-                None => self.workspace_outputs(task, &mode.stat_cache)?,
-            };
-            if here == entry.outputs {
+        let mut here = here;
+        let workspace = || match here.take() {
+            Some(h) => Ok(h),
+            None => self.workspace_outputs(task, &mode.stat_cache),
+        };
+        match mode.cache.lookup(&task.name, &key, workspace).await? {
+            Lookup::UpToDate(hit) => {
                 self.explain(mode, task, "hit, outputs up to date", &key);
-                mode.cache.record_hit(&task.name, meta, &key, false);
+                mode.cache.record_hit(&task.name, &hit, false);
                 outcome.result = CacheResult::UpToDate;
-                outcome.outputs = here;
+                outcome.outputs = hit.entry.outputs;
                 return Ok(self.finish_outcome(outcome, started, CACHE_ROW));
             }
-            let t = Instant::now();
-            let staging = self.staging(task)?;
-            match mode.cache.restore(&task.name, entry, staging.path()) {
-                Ok(()) => {
-                    self.place(staging.path(), task)?;
-                    self.explain(mode, task, "hit, restored from the cache", &key);
-                    mode.cache.record_hit(&task.name, meta, &key, true);
-                    outcome.result = CacheResult::Restored;
-                    outcome.outputs = entry.outputs.clone();
-                    outcome.restore_time = t.elapsed();
-                    self.span(
-                        format!("{}: restore", task.name),
-                        "phase",
-                        CACHE_ROW,
-                        t,
-                        outcome.restore_time,
-                    );
-                    return Ok(self.finish_outcome(outcome, started, CACHE_ROW));
-                }
-                Err(c) => {
-                    self.reporter.warn(&format!(
-                        "corrupt cache entry for {} (key {}): {}; evicted, running the task",
-                        c.task,
-                        c.key.short(),
-                        c.reason
-                    ));
-                    mode.cache.evict(&task.name, &key);
+            Lookup::Restorable(hit) => {
+                let t = Instant::now();
+                let staging = self.staging(task)?;
+                match mode.cache.restore(&task.name, &hit, staging.path()).await {
+                    Ok(()) => {
+                        self.place(staging.path(), task)?;
+                        self.explain(mode, task, "hit, restored from the cache", &key);
+                        mode.cache.record_hit(&task.name, &hit, true);
+                        outcome.result = CacheResult::Restored;
+                        outcome.outputs = hit.entry.outputs;
+                        outcome.restore_time = t.elapsed();
+                        self.span(
+                            format!("{}: restore", task.name),
+                            "phase",
+                            CACHE_ROW,
+                            t,
+                            outcome.restore_time,
+                        );
+                        return Ok(self.finish_outcome(outcome, started, CACHE_ROW));
+                    }
+                    Err(e) => self
+                        .reporter
+                        .warn(&format!("{e}; evicted, running the task")),
                 }
             }
-        } else if mode.explain {
-            let last = meta
-                .as_ref()
-                .and_then(|m| m.last_key())
-                .and_then(|k| mode.cache.recipe(&task.name, k));
-            let why = match last.as_ref() {
-                Some(old) => {
-                    let reasons = recipe.explain_against(old);
-                    if reasons.is_empty() {
-                        "no entry for this key".to_string()
-                    } else {
-                        reasons.join("; ")
-                    }
-                }
-                None => "never built with this cache".to_string(),
-            };
-            self.explain(mode, task, &format!("miss: {why}"), &key);
+            Lookup::Miss(miss) if mode.explain => {
+                let why = mode.cache.why_missed(&task.name, &recipe, &miss);
+                self.explain(mode, task, &format!("miss: {why}"), &key);
+            }
+            Lookup::Miss(_) => {}
         }
 
         let files = self.with_dep_outputs(task, inputs)?;
@@ -750,13 +723,17 @@ impl<'a, E: Executor> Scheduler<'a, E> {
         let t = Instant::now();
         if !self.disk_full.load(Ordering::Relaxed) {
             self.saved.store(true, Ordering::Relaxed);
-            if let Err(e) = mode.cache.save(
-                &task.name,
-                &recipe,
-                staging.path(),
-                &manifest,
-                outcome.run.total(),
-            ) {
+            if let Err(e) = mode
+                .cache
+                .save(
+                    &task.name,
+                    &recipe,
+                    staging.path(),
+                    &manifest,
+                    outcome.run.total(),
+                )
+                .await
+            {
                 self.reporter.warn(&format!("not cached: {e}"));
             }
         }
@@ -931,7 +908,7 @@ impl<'a, E: Executor> Scheduler<'a, E> {
     /// never interleave their renames.
     fn place(&self, staging: &Path, task: &Task) -> Result<()> {
         let _lock = match &self.cache {
-            Some(c) => Some(c.cache.lock()?),
+            Some(c) => Some(c.cache.local().lock()?),
             None => None,
         };
         // Counted before the first rename: from here on the snapshot may be out of date.

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 /// Why a blob could not be stored or read back.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum BlobError {
+pub enum BlobError {
     #[error("blob {0} is not a SHA-256 digest")]
     BadDigest(String),
     #[error("blob {sha256} is missing")]
@@ -31,6 +31,18 @@ pub(crate) enum BlobError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl BlobError {
+    /// The blob found bad or missing, if that is what went wrong (to be removed with its entry).
+    pub(crate) fn bad_blob(&self) -> Option<String> {
+        match self {
+            BlobError::Mismatch { sha256, .. } | BlobError::Missing { sha256 } => {
+                Some(sha256.clone())
+            }
+            _ => None,
+        }
+    }
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BlobError {
@@ -99,7 +111,8 @@ impl Cas {
             .prefix(".tmp-")
             .tempfile_in(dir)
             .map_err(io("cannot create a temp blob in", dir))?;
-        let (got, n) = copy_hashing(&mut from, tmp.as_file_mut(), src, tmp.path())?;
+        let tmp_path = tmp.path().to_path_buf();
+        let (got, n) = copy_hashing(&mut from, tmp.as_file_mut(), src, &tmp_path)?;
         if got != sha256 || n != size {
             return Err(BlobError::Mismatch {
                 sha256: sha256.to_string(),

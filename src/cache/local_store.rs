@@ -7,18 +7,19 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::cas::{BlobError, Cas};
 use super::metadata::{Entry, METADATA_FORMAT, TaskMetadata};
 use super::storage::{ActionRecord, BlobRead, BlobRef, BlobWrite, Storage};
+use super::facade::blocking;
 use super::{CacheError, Corrupt, materialize, now, write_atomic};
 use crate::error::{Error, Result};
-use crate::fingerprint::{KeyRecipe, Manifest, TaskKey};
+use crate::fingerprint::{KeyRecipe, TaskKey};
 
 /// The layout version of the cache folder; another version's content is cleared on open.
-pub const CACHE_FORMAT: u32 = 3;
+/// 3: output manifests record modes and folders. 4: outputs are content blobs, not archives.
+pub const CACHE_FORMAT: u32 = 4;
 
 const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
 # This file is a cache directory tag created by flamenco-build.\n\
@@ -187,28 +188,6 @@ impl LocalStore {
         }
     }
 
-    /// Puts an entry's outputs into `staging`, every blob checked against its digest.
-    pub fn restore(&self, task: &str, entry: &Entry, staging: &Path) -> Result<(), Corrupt> {
-        let corrupt = |reason: String, blob: Option<String>| Corrupt {
-            task: task.to_string(),
-            key: entry.key.clone(),
-            reason,
-            blob,
-        };
-        materialize::check(&entry.outputs).map_err(|r| corrupt(r, None))?;
-        let files = materialize::lay_out(&entry.outputs, staging).map_err(|r| corrupt(r, None))?;
-        self.read_files(&files).map_err(|e| {
-            let blob = match &e {
-                BlobError::Mismatch { sha256, .. } | BlobError::Missing { sha256 } => {
-                    Some(sha256.clone())
-                }
-                _ => None,
-            };
-            corrupt(e.to_string(), blob)
-        })?;
-        materialize::finish(&entry.outputs, staging).map_err(|r| corrupt(r, None))
-    }
-
     fn read_files(&self, files: &[BlobRead]) -> Result<(), BlobError> {
         for f in files {
             self.cas
@@ -217,45 +196,14 @@ impl LocalStore {
         Ok(())
     }
 
-    /// Saves the outputs staged for `recipe`'s key: every file as a blob (made durable with one
-    /// sync), then, under the lock, the recipe and the metadata entry that names them.
-    pub fn save(
-        &self,
-        task: &str,
-        recipe: &KeyRecipe,
-        staging: &Path,
-        outputs: &Manifest,
-        run: Duration,
-    ) -> Result<Entry> {
-        let writes = outputs
-            .iter()
-            .filter(|(_, d)| d.link.is_none() && !d.dir)
-            .map(|(rel, d)| BlobWrite {
-                blob: BlobRef {
-                    sha256: d.sha256.clone(),
-                    size: d.size,
-                },
-                from: staging.join(rel),
-            })
-            .collect::<Vec<_>>();
-        self.write_files(&writes)?;
-        let record = ActionRecord {
-            outputs: outputs.clone(),
-            image_id: recipe.toolchain.clone(),
-            run_ms: run.as_millis() as u64,
-        };
-        let key = recipe.key();
-        let _lock = self.lock()?;
-        // The recipe (every input's digest) is kept apart: only `--explain` reads it, and the
-        // metadata every build reads stays small however many entries a task has.
-        let recipe_path = self.recipe_path(task, &key);
-        let recipe_dir = self.recipes_dir(task);
-        std::fs::create_dir_all(&recipe_dir)
-            .map_err(Error::io("cannot create the recipe folder", &recipe_dir))?;
-        let recipe_json = serde_json::to_vec(recipe).expect("a recipe serialises");
-        write_atomic(&recipe_path, &recipe_json)
-            .map_err(Error::io("cannot write the key recipe", &recipe_path))?;
-        self.put_entry(task, &key, &record)
+    /// Keeps the recipe a key was computed from, apart from the metadata: only `--explain` reads
+    /// it, and the metadata every build reads stays small however many entries a task has.
+    pub(crate) fn save_recipe(&self, task: &str, key: &TaskKey, recipe: &KeyRecipe) -> Result<()> {
+        let dir = self.recipes_dir(task);
+        std::fs::create_dir_all(&dir).map_err(Error::io("cannot create the recipe folder", &dir))?;
+        let path = self.recipe_path(task, key);
+        let json = serde_json::to_vec(recipe).expect("a recipe serialises");
+        write_atomic(&path, &json).map_err(Error::io("cannot write the key recipe", &path))
     }
 
     fn write_files(&self, writes: &[BlobWrite]) -> Result<()> {
@@ -625,12 +573,8 @@ impl Storage for LocalStore {
         key: &TaskKey,
     ) -> std::result::Result<Option<ActionRecord>, CacheError> {
         let (me, task, key) = (self.clone(), task.to_string(), key.clone());
-        blocking(move || {
-            Ok(me
-                .load(&task)
-                .and_then(|m| m.entries.get(&key).map(Entry::record)))
-        })
-        .await
+        blocking(move || me.load(&task).and_then(|m| m.entries.get(&key).map(Entry::record)))
+            .await
     }
 
     async fn put_action(
@@ -642,10 +586,10 @@ impl Storage for LocalStore {
         let (me, task, key, record) = (self.clone(), task.to_string(), key.clone(), record.clone());
         blocking(move || {
             let _lock = me.lock()?;
-            me.put_entry(&task, &key, &record).map(|_| ())?;
-            Ok(())
+            me.put_entry(&task, &key, &record).map(|_| ())
         })
-        .await
+        .await??;
+        Ok(())
     }
 
     async fn find_missing(
@@ -654,17 +598,18 @@ impl Storage for LocalStore {
     ) -> std::result::Result<Vec<BlobRef>, CacheError> {
         let me = self.clone();
         blocking(move || {
-            Ok(blobs
+            blobs
                 .into_iter()
                 .filter(|b| !me.cas.contains(&b.sha256, b.size))
-                .collect())
+                .collect()
         })
         .await
     }
 
     async fn write_blobs(&self, blobs: Vec<BlobWrite>) -> std::result::Result<(), CacheError> {
         let me = self.clone();
-        blocking(move || Ok(me.write_files(&blobs)?)).await
+        blocking(move || me.write_files(&blobs)).await??;
+        Ok(())
     }
 
     async fn read_blobs(&self, blobs: Vec<BlobRead>) -> std::result::Result<(), CacheError> {
@@ -674,32 +619,18 @@ impl Storage for LocalStore {
                 for b in &blobs {
                     let _ = std::fs::remove_file(&b.to);
                 }
-                CacheError::from(e)
+                e
             })
         })
-        .await
-    }
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> std::result::Result<T, CacheError> + Send + 'static,
-) -> std::result::Result<T, CacheError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| CacheError::Internal(format!("a cache task ended abnormally: {e}")))?
-}
-
-/// Keeps the `Arc` form handy for the facade's tier list.
-impl LocalStore {
-    pub(crate) fn tier(&self) -> Arc<dyn Storage> {
-        Arc::new(self.clone())
+        .await??;
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fingerprint::FileDigest;
+    use crate::fingerprint::{FileDigest, Manifest};
 
     fn entry(key: &str, used: u64, blobs: &[(&str, u64)]) -> Entry {
         let outputs: Manifest = blobs
@@ -755,7 +686,7 @@ mod tests {
         assert_eq!(doomed, vec![("a".to_string(), TaskKey("k1".into()))]);
         let doomed = pick_doomed(&m, 100, Duration::from_secs(1000), 40);
         assert_eq!(doomed.len(), 2, "{doomed:?}");
-        let doomed = pick_doomed(&m, 1000, Duration::from_secs(15), 40);
+        let doomed = pick_doomed(&m, 1000, Duration::from_secs(25), 40);
         assert_eq!(doomed, vec![("a".to_string(), TaskKey("k1".into()))]);
     }
 }

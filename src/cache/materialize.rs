@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::storage::{BlobRead, BlobRef};
-use crate::fingerprint::{ArchiveTree, FileDigest, Manifest, Node};
+use crate::fingerprint::{ArchiveTree, FileDigest, Manifest, Node, output_mode};
 
 /// A path of a record that can be joined to a folder safely: relative, `/`-separated, with no
 /// empty, `.` or `..` component and no NUL.
@@ -71,17 +71,21 @@ pub(crate) fn lay_out(outputs: &Manifest, staging: &Path) -> Result<Vec<BlobRead
 /// read-only folder could not be filled after).
 pub(crate) fn finish(outputs: &Manifest, staging: &Path) -> Result<(), String> {
     for (rel, d) in outputs.iter().rev().filter(|(_, d)| d.dir) {
-        let mode = d.mode.unwrap_or(0o755);
+        let mode = file_mode(d);
         std::fs::set_permissions(staging.join(rel), std::fs::Permissions::from_mode(mode))
             .map_err(|e| format!("cannot set the mode of {rel}: {e}"))?;
     }
     Ok(())
 }
 
-/// A file's recorded mode; records without one (inputs' form) go by the executable bit.
+/// The mode a file or folder of a record is restored with (see [`output_mode`]); a record
+/// without modes goes by the executable bit.
 pub(crate) fn file_mode(d: &FileDigest) -> u32 {
-    d.mode
-        .unwrap_or(if d.executable { 0o755 } else { 0o644 })
+    match d.mode {
+        Some(m) => output_mode(m, d.dir),
+        None if d.dir || d.executable => 0o755,
+        None => 0o644,
+    }
 }
 
 #[cfg(test)]

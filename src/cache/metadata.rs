@@ -88,14 +88,14 @@ impl TaskMetadata {
 
 #[cfg(test)]
 mod tests {
-    use crate::cache::LocalCache;
+    use crate::cache::LocalStore;
 
-    // An entry saved before manifests recorded modes and folders (cache format 2) is a clean
-    // miss: the cache is cleared on open, with a warning, never an error.
+    // An entry of an older cache format (2: before manifests recorded modes and folders; 3:
+    // archives instead of blobs) is a clean miss: the cache is cleared on open, with a warning, never an error.
     #[test]
     fn an_older_cache_format_is_a_clean_miss() {
         let dir = tempfile::tempdir().unwrap();
-        LocalCache::open(dir.path()).unwrap();
+        LocalStore::open(dir.path()).unwrap();
         let old = r#"{"format":2,"task":"gen","last":"k","entries":{"k":{"key":"k",
             "outputs":{"out/a":{"sha256":"aa","size":1}},"archive":"k.tar.zst",
             "archive_size":1,"image_id":"i","created":1,"last_used":1,"run_ms":1,"hits":0,
@@ -104,7 +104,7 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("artifacts/gen")).unwrap();
         std::fs::write(dir.path().join("artifacts/gen/k.tar.zst"), "x").unwrap();
         std::fs::write(dir.path().join("VERSION"), "2").unwrap();
-        let cache = LocalCache::open(dir.path()).unwrap();
+        let cache = LocalStore::open(dir.path()).unwrap();
         assert!(cache.load("gen").is_none());
         assert!(!dir.path().join("artifacts/gen/k.tar.zst").exists());
     }

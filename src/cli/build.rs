@@ -7,7 +7,7 @@ use std::future::Future;
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::{Cli, run_id};
-use crate::cache::LocalCache;
+use crate::cache::Cache;
 use crate::config::{Config, Toolchain};
 use crate::error::{Error, Result};
 use crate::executor::{
@@ -153,7 +153,7 @@ impl<'a> Build<'a> {
         if self.mode == Mode::Original {
             return Ok(None);
         }
-        let cache = match LocalCache::open(&self.config.cache_dir()) {
+        let cache = match Cache::open(&self.config.cache_dir()) {
             Ok(c) => c,
             Err(e) if e.is_disk_full() => {
                 eprintln!(
@@ -163,7 +163,7 @@ impl<'a> Build<'a> {
             }
             Err(e) => return Err(e),
         };
-        let stat_cache = StatCache::load(cache.stat_cache_path(), self.args.paranoid);
+        let stat_cache = StatCache::load(cache.local().stat_cache_path(), self.args.paranoid);
         let snapshot = (!self.args.dry_run).then(|| {
             let t = std::time::Instant::now();
             let s = tokio::task::block_in_place(|| {
@@ -262,7 +262,7 @@ impl<'a> Build<'a> {
         let reporter = Reporter::with_writer(prefix, self.verbose, out).with_progress(progress);
         if self.args.dry_run {
             let scheduler = Scheduler::new(self.config, executor, ids, reporter, cache);
-            return scheduler.dry_run(&self.plan);
+            return scheduler.dry_run(&self.plan).await;
         }
         if self.args.explain && self.mode == Mode::Original {
             for t in &self.plan {

@@ -1,6 +1,6 @@
 //! `cache-status`, `clean-cache`, `clean-all`.
 
-use crate::cache::{LocalCache, human_size};
+use crate::cache::{LocalStore, human_size};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::executor::DockerEngine;
@@ -12,7 +12,7 @@ pub fn status(config: &Config, json: bool) -> Result<()> {
     let s = &config.settings;
     let dir = config.cache_dir();
     let status = if dir.join("VERSION").exists() {
-        LocalCache::open(&dir)?.status(s.cache_max_size, s.cache_max_age)
+        LocalStore::open(&dir)?.status(s.cache_max_size, s.cache_max_age)
     } else {
         crate::cache::CacheStatus {
             dir: dir.clone(),
@@ -43,7 +43,7 @@ pub fn status(config: &Config, json: bool) -> Result<()> {
         let used = t
             .last_used
             .map(|u| {
-                let ago = crate::cache::now_secs().saturating_sub(u);
+                let ago = crate::cache::now().saturating_sub(u);
                 format!(
                     "{} ago",
                     humantime::format_duration(std::time::Duration::from_secs(ago))
@@ -71,7 +71,7 @@ pub fn clean_cache(config: &Config) -> Result<()> {
         );
         return Ok(());
     }
-    let (files, bytes) = LocalCache::open(&dir)?.clear()?;
+    let (files, bytes) = LocalStore::open(&dir)?.clear()?;
     println!(
         "Cache: removed {files} files, {} from {}",
         human_size(bytes),
@@ -120,7 +120,7 @@ pub fn verify(config: &Config) -> Result<()> {
         println!("Cache: empty ({} does not exist)", dir.display());
         return Ok(());
     }
-    let (checked, bad) = LocalCache::open(&dir)?.verify()?;
+    let (checked, bad) = LocalStore::open(&dir)?.verify()?;
     for c in &bad {
         println!(
             "bad: {} (key {}): {}; evicted",
