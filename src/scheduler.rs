@@ -596,7 +596,9 @@ impl<'a, E: Executor> Scheduler<'a, E> {
             let s = &self.config.settings;
             // Only a build that added entries can push the cache over its size; ages are checked
             // at most hourly. A no-change build so skips reading every task's metadata again.
-            if !self.saved.load(Ordering::Relaxed) && !c.cache.local().gc_due(Duration::from_secs(3600)) {
+            if !self.saved.load(Ordering::Relaxed)
+                && !c.cache.local().gc_due(Duration::from_secs(3600))
+            {
                 return;
             }
             match c.cache.local().gc(s.cache_max_size, s.cache_max_age) {

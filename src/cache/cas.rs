@@ -65,7 +65,9 @@ pub(crate) struct Cas {
 }
 
 pub(crate) fn is_sha256(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 impl Cas {
@@ -186,8 +188,16 @@ impl Cas {
     /// Every blob and leftover temp file, for cleanup: (info, is a temp file).
     pub(crate) fn list(&self) -> Vec<(BlobInfo, bool)> {
         let mut out = Vec::new();
-        for dir in std::fs::read_dir(&self.root).into_iter().flatten().flatten() {
-            for f in std::fs::read_dir(dir.path()).into_iter().flatten().flatten() {
+        for dir in std::fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            for f in std::fs::read_dir(dir.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
                 let name = f.file_name().to_string_lossy().into_owned();
                 let Ok(m) = f.metadata() else { continue };
                 let info = BlobInfo {
@@ -210,7 +220,11 @@ impl Cas {
         if !name.starts_with(".tmp-") || name.contains('/') {
             return;
         }
-        for dir in std::fs::read_dir(&self.root).into_iter().flatten().flatten() {
+        for dir in std::fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let _ = std::fs::remove_file(dir.path().join(name));
         }
     }
@@ -239,7 +253,8 @@ fn copy_hashing(
             break;
         }
         h.update(&buf[..got]);
-        to.write_all(&buf[..got]).map_err(io("cannot write", to_path))?;
+        to.write_all(&buf[..got])
+            .map_err(io("cannot write", to_path))?;
         n += got as u64;
     }
     Ok((hex::encode(h.finalize()), n))
@@ -305,8 +320,17 @@ mod tests {
     #[test]
     fn names_that_are_not_digests_never_become_paths() {
         let cas = Cas::new(PathBuf::from("/nonexistent"));
-        for bad in ["../../etc/passwd", "", "ab", &"A".repeat(64), &"g".repeat(64)] {
-            assert!(matches!(cas.path(bad), Err(BlobError::BadDigest(_))), "{bad}");
+        for bad in [
+            "../../etc/passwd",
+            "",
+            "ab",
+            &"A".repeat(64),
+            &"g".repeat(64),
+        ] {
+            assert!(
+                matches!(cas.path(bad), Err(BlobError::BadDigest(_))),
+                "{bad}"
+            );
         }
     }
 

@@ -149,8 +149,7 @@ impl Cache {
     /// Records a hit's use (its last use, the time it saved).
     pub fn record_hit(&self, task: &str, hit: &Hit, restored: bool) {
         if let Some(meta) = &hit.meta {
-            self.local
-                .record_hit(task, meta, &hit.entry.key, restored);
+            self.local.record_hit(task, meta, &hit.entry.key, restored);
         }
     }
 
@@ -210,7 +209,12 @@ impl Cache {
             image_id: recipe.toolchain.clone(),
             run_ms: run.as_millis() as u64,
         };
-        let (local, name, r, k) = (self.local.clone(), task.to_string(), recipe.clone(), key.clone());
+        let (local, name, r, k) = (
+            self.local.clone(),
+            task.to_string(),
+            recipe.clone(),
+            key.clone(),
+        );
         blocking(move || local.save_recipe(&name, &k, &r)).await??;
         for tier in &self.tiers {
             let missing = tier.find_missing(record.blobs()).await?;
@@ -243,4 +247,183 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| CacheError::Internal(format!("a cache task ended abnormally: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::config::OutputPath;
+    use crate::fingerprint::{InputFiles, KEY_FORMAT, StatCache};
+
+    fn mode_of(p: &Path) -> u32 {
+        std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    fn set(p: &Path, mode: u32) {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    fn manifest_of(root: &Path) -> Manifest {
+        let files = InputFiles::output_tree(root, &[OutputPath::new("o").unwrap()]).unwrap();
+        StatCache::in_memory().manifest(&files).unwrap()
+    }
+
+    fn recipe() -> KeyRecipe {
+        KeyRecipe {
+            format: KEY_FORMAT,
+            task: "t".into(),
+            run: "true".into(),
+            workdir: ".".into(),
+            outputs: vec!["o".into()],
+            network: false,
+            toolchain: "img".into(),
+            toolchain_env: Default::default(),
+            env: Default::default(),
+            inputs: Default::default(),
+            deps: Default::default(),
+        }
+    }
+
+    async fn restorable(cache: &Cache, key: &TaskKey) -> Hit {
+        match cache
+            .lookup("t", key, || Ok(Manifest::new()))
+            .await
+            .unwrap()
+        {
+            Lookup::Restorable(hit) => hit,
+            other => panic!("expected a hit to restore, got {other:?}"),
+        }
+    }
+
+    // Issue 10 findings 8 and 12, kept through the move to content blobs: an entry keeps folders
+    // (empty ones too), links and every mode, and its restore gives them back exactly.
+    #[tokio::test]
+    async fn folders_links_and_modes_survive_a_save_and_a_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(&dir.path().join("cache")).unwrap();
+        let work = dir.path().join("work");
+        let o = work.join("o");
+        std::fs::create_dir_all(o.join("empty")).unwrap();
+        std::fs::create_dir_all(o.join("private")).unwrap();
+        for (f, mode) in [
+            ("a", 0o600),
+            ("b", 0o444),
+            ("x", 0o755),
+            ("private/p", 0o640),
+        ] {
+            std::fs::write(o.join(f), f).unwrap();
+            set(&o.join(f), mode);
+        }
+        std::fs::write(o.join("same-as-a"), "a").unwrap();
+        std::os::unix::fs::symlink("a", o.join("l")).unwrap();
+        set(&o.join("private"), 0o700);
+        set(&o.join("empty"), 0o750);
+        let manifest = manifest_of(&work);
+        let r = recipe();
+        cache
+            .save("t", &r, &work, &manifest, Duration::from_millis(5))
+            .await
+            .unwrap();
+        let back = dir.path().join("back");
+        std::fs::create_dir(&back).unwrap();
+        let hit = restorable(&cache, &r.key()).await;
+        cache.restore("t", &hit, &back).await.unwrap();
+        for (rel, mode) in [
+            ("o/a", 0o600),
+            ("o/b", 0o444),
+            ("o/x", 0o755),
+            ("o/private", 0o700),
+            ("o/private/p", 0o640),
+            ("o/empty", 0o750),
+        ] {
+            assert_eq!(mode_of(&back.join(rel)), mode, "{rel}");
+        }
+        assert_eq!(manifest_of(&back), manifest);
+        let blobs = cache.local().dir().join("artifacts/sha256");
+        let stored: usize = std::fs::read_dir(&blobs)
+            .unwrap()
+            .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
+            .sum();
+        assert_eq!(stored, 4, "a, b, x, p; same-as-a shares a's blob");
+    }
+
+    // Issue 10 finding 1, kept through the move to content blobs: a record is hostile input; its
+    // links are resolved through its own links, and nothing is written below a link.
+    #[tokio::test]
+    async fn an_edited_record_cannot_lead_a_restore_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(&dir.path().join("cache")).unwrap();
+        let work = dir.path().join("work");
+        std::fs::create_dir_all(work.join("o/sub")).unwrap();
+        std::fs::write(work.join("o/sub/f"), "f").unwrap();
+        let mut manifest = manifest_of(&work);
+        // The folder recorded as a link: its file would be written through the link.
+        let sub = manifest.get_mut("o/sub").unwrap();
+        sub.dir = false;
+        sub.link = Some("../..".into());
+        let r = recipe();
+        let staged = manifest_of(&work);
+        cache
+            .save("t", &r, &work, &staged, Duration::ZERO)
+            .await
+            .unwrap();
+        let mut hit = restorable(&cache, &r.key()).await;
+        hit.entry.outputs = manifest;
+        let back = dir.path().join("back");
+        std::fs::create_dir(&back).unwrap();
+        let err = cache.restore("t", &hit, &back).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("a symbolic link stands where a folder is expected"),
+            "{err}"
+        );
+        assert!(!back.join("o/sub").exists());
+        assert!(
+            cache.local().load("t").is_none(),
+            "the bad entry is evicted"
+        );
+    }
+
+    // A blob damaged on disk is found on restore; the entry and that blob go, so the next save
+    // stores the blob anew instead of trusting the damaged one.
+    #[tokio::test]
+    async fn a_damaged_blob_evicts_its_entry_and_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(&dir.path().join("cache")).unwrap();
+        let work = dir.path().join("work");
+        std::fs::create_dir_all(work.join("o")).unwrap();
+        std::fs::write(work.join("o/a"), "alpha").unwrap();
+        let manifest = manifest_of(&work);
+        let r = recipe();
+        cache
+            .save("t", &r, &work, &manifest, Duration::ZERO)
+            .await
+            .unwrap();
+        let sha = &manifest["o/a"].sha256;
+        let blob = cache
+            .local()
+            .dir()
+            .join("artifacts/sha256")
+            .join(&sha[..2])
+            .join(sha);
+        set(&blob, 0o644);
+        std::fs::write(&blob, "alphA").unwrap();
+        let hit = restorable(&cache, &r.key()).await;
+        let back = dir.path().join("back");
+        std::fs::create_dir(&back).unwrap();
+        let err = cache.restore("t", &hit, &back).await.unwrap_err();
+        assert!(
+            err.to_string().contains("does not match its SHA-256"),
+            "{err}"
+        );
+        assert!(!blob.exists());
+        assert!(cache.local().load("t").is_none());
+        cache
+            .save("t", &r, &work, &manifest, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(&blob).unwrap(), b"alpha");
+    }
 }

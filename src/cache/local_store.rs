@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::cas::{BlobError, Cas};
+use super::facade::blocking;
 use super::metadata::{Entry, METADATA_FORMAT, TaskMetadata};
 use super::storage::{ActionRecord, BlobRead, BlobRef, BlobWrite, Storage};
-use super::facade::blocking;
 use super::{CacheError, Corrupt, materialize, now, write_atomic};
 use crate::error::{Error, Result};
 use crate::fingerprint::{KeyRecipe, TaskKey};
@@ -200,7 +200,8 @@ impl LocalStore {
     /// it, and the metadata every build reads stays small however many entries a task has.
     pub(crate) fn save_recipe(&self, task: &str, key: &TaskKey, recipe: &KeyRecipe) -> Result<()> {
         let dir = self.recipes_dir(task);
-        std::fs::create_dir_all(&dir).map_err(Error::io("cannot create the recipe folder", &dir))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(Error::io("cannot create the recipe folder", &dir))?;
         let path = self.recipe_path(task, key);
         let json = serde_json::to_vec(recipe).expect("a recipe serialises");
         write_atomic(&path, &json).map_err(Error::io("cannot write the key recipe", &path))
@@ -385,8 +386,7 @@ impl LocalStore {
         for (b, temp) in self.cas.list() {
             if temp && older(b.modified, STALE_TMP) {
                 self.cas.remove_temp(&b.sha256);
-            } else if !temp && !named.contains(b.sha256.as_str()) && older(b.modified, STALE_BLOB)
-            {
+            } else if !temp && !named.contains(b.sha256.as_str()) && older(b.modified, STALE_BLOB) {
                 bytes += b.size;
                 self.cas.remove(&b.sha256);
             }
@@ -573,8 +573,11 @@ impl Storage for LocalStore {
         key: &TaskKey,
     ) -> std::result::Result<Option<ActionRecord>, CacheError> {
         let (me, task, key) = (self.clone(), task.to_string(), key.clone());
-        blocking(move || me.load(&task).and_then(|m| m.entries.get(&key).map(Entry::record)))
-            .await
+        blocking(move || {
+            me.load(&task)
+                .and_then(|m| m.entries.get(&key).map(Entry::record))
+        })
+        .await
     }
 
     async fn put_action(
@@ -615,11 +618,10 @@ impl Storage for LocalStore {
     async fn read_blobs(&self, blobs: Vec<BlobRead>) -> std::result::Result<(), CacheError> {
         let me = self.clone();
         blocking(move || {
-            me.read_files(&blobs).map_err(|e| {
+            me.read_files(&blobs).inspect_err(|_| {
                 for b in &blobs {
                     let _ = std::fs::remove_file(&b.to);
                 }
-                e
             })
         })
         .await??;

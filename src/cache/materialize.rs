@@ -15,7 +15,9 @@ use crate::fingerprint::{ArchiveTree, FileDigest, Manifest, Node, output_mode};
 pub(crate) fn is_safe_rel(rel: &str) -> bool {
     !rel.is_empty()
         && !rel.contains('\0')
-        && rel.split('/').all(|p| !p.is_empty() && p != "." && p != "..")
+        && rel
+            .split('/')
+            .all(|p| !p.is_empty() && p != "." && p != "..")
 }
 
 fn node_of(d: &FileDigest) -> Node {

@@ -73,8 +73,11 @@ pub(crate) trait Storage: Send + Sync {
 
     /// The action result stored under `key`; `task` is a hint a store may shard by (the local
     /// store keeps one metadata file per task); remote stores key by `key` alone.
-    async fn get_action(&self, task: &str, key: &TaskKey)
-    -> Result<Option<ActionRecord>, CacheError>;
+    async fn get_action(
+        &self,
+        task: &str,
+        key: &TaskKey,
+    ) -> Result<Option<ActionRecord>, CacheError>;
 
     /// Stores an action result; every blob it names must already be stored.
     async fn put_action(

@@ -29,6 +29,22 @@ outputs = ["final.txt"]
     p
 }
 
+/// Where the local store keeps the blob of `task`'s output `rel` (its newest entry).
+pub(crate) fn blob_of(p: &Project, task: &str, rel: &str) -> std::path::PathBuf {
+    let meta = p
+        .path()
+        .join(format!(".build-cache/metadata/{task}.meta.json"));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(meta).unwrap()).unwrap();
+    let last = v["last"].as_str().unwrap();
+    let sha = v["entries"][last]["outputs"][rel]["sha256"]
+        .as_str()
+        .unwrap();
+    p.path()
+        .join(".build-cache/artifacts/sha256")
+        .join(&sha[..2])
+        .join(sha)
+}
+
 pub(crate) fn ran(r: &crate::support::Run, task: &str) -> bool {
     r.stdout.contains(&format!("Completed {task} ("))
 }
@@ -368,18 +384,14 @@ outputs = ["last.txt"]
     }
 }
 
-/// A corruption of the single archive of `use`, then a build that must notice, evict, rebuild.
+/// A corruption of the blob of `use`'s one output, then a build that must notice, evict, rebuild.
 fn corrupt_and_rebuild(corrupt: impl FnOnce(&std::path::Path)) {
     require_toolchain_images();
     let p = two_tasks();
     p.run(&["build-incremental"]).ok();
-    let dir = p.path().join(".build-cache/artifacts/use");
-    let archive = std::fs::read_dir(&dir)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let archive = blob_of(&p, "use", "final.txt");
+    // Blobs are read-only; the corruption must still land.
+    std::fs::set_permissions(&archive, std::fs::Permissions::from_mode(0o644)).unwrap();
     corrupt(&archive);
     std::fs::remove_file(p.path().join("final.txt")).unwrap();
     let r = p.run(&["build-incremental"]).ok();
@@ -413,7 +425,7 @@ fn a_flipped_byte_is_detected_evicted_and_rebuilt() {
 }
 
 #[test]
-fn a_truncated_archive_is_detected_evicted_and_rebuilt() {
+fn a_truncated_blob_is_detected_evicted_and_rebuilt() {
     corrupt_and_rebuild(|a| {
         let bytes = std::fs::read(a).unwrap();
         std::fs::write(a, &bytes[..bytes.len() / 3]).unwrap();
@@ -421,7 +433,7 @@ fn a_truncated_archive_is_detected_evicted_and_rebuilt() {
 }
 
 #[test]
-fn a_deleted_archive_is_detected_evicted_and_rebuilt() {
+fn a_deleted_blob_is_detected_evicted_and_rebuilt() {
     corrupt_and_rebuild(|a| std::fs::remove_file(a).unwrap());
 }
 
