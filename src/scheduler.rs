@@ -21,6 +21,8 @@ use crate::fingerprint::{
 };
 use crate::report::{CACHE_ROW, Reporter, Trace};
 
+pub(crate) mod walk;
+
 /// What happened to a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
