@@ -52,6 +52,9 @@ pub enum Error {
         log_tail: Vec<String>,
     },
 
+    #[error("task `{task}` stopped on an internal error: {message}")]
+    TaskPanicked { task: String, message: String },
+
     #[error("task `{task}` did not produce its declared output `{output}`")]
     MissingOutput { task: String, output: String },
 
@@ -84,6 +87,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::TaskFailed { .. }
+            | Error::TaskPanicked { .. }
             | Error::MissingOutput { .. }
             | Error::UnsafeArchive { .. } => 1,
             Error::Config(_) | Error::UnknownTarget { .. } => 2,

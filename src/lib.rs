@@ -1,8 +1,9 @@
 //! flamenco-build: builds a project described as a graph of tasks, each in a pinned toolchain
 //! container driven through the Docker Engine API.
 //!
-//! The modules follow the data flow: [`config`] → [`graph`] → [`fingerprint`] → [`executor`] →
-//! [`scheduler`] → [`report`]; [`cli`] wires them to the command line.
+//! The modules follow the data flow: [`config`] → [`graph`] → [`fingerprint`] → [`cache`] →
+//! [`executor`] → [`scheduler`] → [`report`]; [`cli`] wires them to the command line.
+//! `docs/architecture.md` says what each module does and where remote tiers plug in.
 
 pub mod cache;
 pub mod cli;
@@ -13,5 +14,6 @@ pub mod fingerprint;
 pub mod graph;
 pub mod report;
 pub mod scheduler;
+pub(crate) mod workspace;
 
 pub use error::{Error, Result};

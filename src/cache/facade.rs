@@ -79,11 +79,11 @@ impl Cache {
 
     /// Looks `key` up, the local store first, then each remote tier. `here` gives the task's
     /// outputs as they are in the workspace; it is only asked on a hit.
-    pub async fn lookup(
+    pub async fn lookup<F: Future<Output = Result<Manifest>>>(
         &self,
         task: &str,
         key: &TaskKey,
-        here: impl FnOnce() -> Result<Manifest>,
+        here: impl FnOnce() -> F,
     ) -> Result<Lookup> {
         // The local store's metadata is one small file: read here, it costs less than a hop to
         // the blocking pool, and a no-change build reads nothing else.
@@ -99,7 +99,7 @@ impl Cache {
                 None => return Ok(Lookup::Miss(Miss { meta })),
             },
         };
-        if here()? == hit.entry.outputs {
+        if here().await? == hit.entry.outputs {
             Ok(Lookup::UpToDate(hit))
         } else {
             Ok(Lookup::Restorable(hit))

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -16,7 +17,7 @@ use crate::executor::{
 use crate::fingerprint::{StatCache, WorkspaceSnapshot};
 use crate::graph::Graph;
 use crate::report::{Progress, Reporter, Trace};
-use crate::scheduler::{CacheMode, Scheduler};
+use crate::scheduler::{CacheMode, RunMode, Scheduler};
 
 /// Which of the seed's build modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,8 +72,8 @@ pub enum ExecutorKind {
     Local,
 }
 
-pub(super) struct Build<'a> {
-    config: &'a Config,
+pub(super) struct Build {
+    config: Arc<Config>,
     plan: Vec<String>,
     labels: Vec<(String, String)>,
     verbose: bool,
@@ -80,15 +81,16 @@ pub(super) struct Build<'a> {
     args: BuildArgs,
 }
 
-impl<'a> Build<'a> {
+impl Build {
     pub(super) async fn new(
         cli: &Cli,
-        config: &'a Config,
+        config: &Arc<Config>,
         graph: &Graph,
         mode: Mode,
         args: &BuildArgs,
-    ) -> Result<Build<'a>> {
+    ) -> Result<Build> {
         let plan = graph.plan(config, &args.targets)?;
+        let config = config.clone();
         Ok(Build {
             config,
             plan,
@@ -149,7 +151,7 @@ impl<'a> Build<'a> {
 
     /// The artifact cache and the stat cache (no cache for `build`), and every task's inputs and
     /// outputs read ahead (but for `--dry-run`, which reads only what it needs).
-    fn cache_mode(&self) -> Result<Option<CacheMode>> {
+    async fn cache_mode(&self) -> Result<Option<CacheMode>> {
         if self.mode == Mode::Original {
             return Ok(None);
         }
@@ -163,15 +165,24 @@ impl<'a> Build<'a> {
             }
             Err(e) => return Err(e),
         };
-        let stat_cache = StatCache::load(cache.local().stat_cache_path(), self.args.paranoid);
-        let snapshot = (!self.args.dry_run).then(|| {
+        let stat_cache = Arc::new(StatCache::load(
+            cache.local().stat_cache_path(),
+            self.args.paranoid,
+        ));
+        let snapshot = if self.args.dry_run {
+            None
+        } else {
             let t = std::time::Instant::now();
-            let s = tokio::task::block_in_place(|| {
-                WorkspaceSnapshot::take(self.config, &self.plan, &stat_cache)
-            });
+            let (config, plan, sc) = (self.config.clone(), self.plan.clone(), stat_cache.clone());
+            let s = tokio::task::spawn_blocking(move || WorkspaceSnapshot::take(&config, &plan, &sc))
+                .await
+                .map_err(|e| Error::TaskPanicked {
+                    task: "(reading the workspace)".into(),
+                    message: e.to_string(),
+                })?;
             tracing::debug!(took = ?t.elapsed(), "read the workspace ahead");
-            s
-        });
+            Some(s)
+        };
         Ok(Some(CacheMode {
             cache,
             stat_cache,
@@ -193,7 +204,7 @@ impl<'a> Build<'a> {
     }
 
     pub(super) async fn run(self) -> Result<()> {
-        crate::scheduler::derive_env_ahead(self.config, &self.plan);
+        crate::scheduler::derive_env_ahead(&self.config, &self.plan);
         match self.args.executor {
             ExecutorKind::Docker => {
                 let run = run_id();
@@ -212,14 +223,14 @@ impl<'a> Build<'a> {
                 let _entry = registry.register(&run)?;
                 let result = with_signals(Some(&engine), async {
                     let lookups = self.look_up_images(&engine);
-                    let cache = self.cache_mode()?;
+                    let cache = self.cache_mode().await?;
                     let found = lookups.await.map_err(|e| Error::DockerUnavailable {
                         host: engine.host().to_string(),
                         reason: format!("looking up the toolchain images failed: {e}"),
                     })?;
                     let ids = self.images(&engine, found, self.args.dry_run).await?;
                     tracing::debug!(images = ids.len(), "resolved the toolchain images");
-                    self.drive(&engine, ids, cache).await
+                    self.drive(Arc::new(engine.clone()), ids, cache).await
                 })
                 .await;
                 // Containers are removed as each task ends; this sweep catches any a failure or
@@ -234,8 +245,8 @@ impl<'a> Build<'a> {
                 }
                 let executor = LocalExecutor::new(self.config.cache_dir().join("tmp"));
                 with_signals(None, async {
-                    let cache = self.cache_mode()?;
-                    self.drive(&executor, ids, cache).await
+                    let cache = self.cache_mode().await?;
+                    self.drive(Arc::new(executor), ids, cache).await
                 })
                 .await
             }
@@ -243,9 +254,9 @@ impl<'a> Build<'a> {
     }
 
     /// Runs the plan on `executor`, with `ids` the identity of each toolchain in task keys.
-    async fn drive<E: Executor>(
+    async fn drive<E: Executor + Send + Sync + 'static>(
         &self,
-        executor: &E,
+        executor: Arc<E>,
         ids: BTreeMap<String, String>,
         cache: Option<CacheMode>,
     ) -> Result<()> {
@@ -261,7 +272,7 @@ impl<'a> Build<'a> {
         };
         let reporter = Reporter::with_writer(prefix, self.verbose, out).with_progress(progress);
         if self.args.dry_run {
-            let scheduler = Scheduler::new(self.config, executor, ids, reporter, cache);
+            let scheduler = Scheduler::new(self.config.clone(), executor, ids, reporter, cache);
             return scheduler.dry_run(&self.plan).await;
         }
         if self.args.explain && self.mode == Mode::Original {
@@ -280,19 +291,19 @@ impl<'a> Build<'a> {
         };
         let origin = std::time::Instant::now() - reporter.elapsed();
         let mut scheduler =
-            Scheduler::new(self.config, executor, ids, reporter.clone(), cache).with_jobs(jobs);
+            Scheduler::new(self.config.clone(), executor, ids, reporter.clone(), cache)
+                .with_jobs(jobs);
         if self.args.trace.is_some() {
             scheduler = scheduler.with_trace(Trace::new(origin));
         }
-        let (summary, result) = match self.mode {
-            Mode::Optimized => {
-                scheduler
-                    .run_parallel(&self.plan, self.args.keep_going)
-                    .await
-            }
-            _ => scheduler.run_sequential(&self.plan).await,
+        let run_mode = match self.mode {
+            Mode::Optimized => RunMode::Parallel {
+                keep_going: self.args.keep_going,
+            },
+            _ => RunMode::Sequential,
         };
-        if let (Some(path), Some(trace)) = (&self.args.trace, scheduler.trace())
+        let (summary, trace, result) = scheduler.run(&self.plan, run_mode).await;
+        if let (Some(path), Some(trace)) = (&self.args.trace, trace)
             && let Err(e) = trace.write(path, jobs)
         {
             reporter.warn(&format!(

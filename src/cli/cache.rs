@@ -4,7 +4,7 @@ use crate::cache::{LocalStore, human_size};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::executor::DockerEngine;
-use crate::executor::workspace_paths;
+use crate::workspace::paths;
 use crate::fingerprint::InputFiles;
 
 /// The seed's "Build Cache Status" block, a line per task, and the limits.
@@ -91,11 +91,11 @@ pub async fn clean_all(config: &Config, labels: &[(String, String)]) -> Result<(
                 .unwrap_or(0);
             files += 1;
             // Never through a symbolic link in a folder of the output's path.
-            workspace_paths::remove(&config.root, &f.rel)?;
+            paths::remove(&config.root, &f.rel)?;
         }
         for out in task.outputs.iter().filter(|o| !o.is_glob()) {
             if config.root.join(&out.path).is_dir() {
-                workspace_paths::remove(&config.root, &out.path)?;
+                paths::remove(&config.root, &out.path)?;
             }
         }
     }

@@ -88,7 +88,7 @@ impl Cli {
     }
 
     async fn run(self) -> Result<()> {
-        let config = Config::load(&self.directory)?;
+        let config = std::sync::Arc::new(Config::load(&self.directory)?);
         let graph = Graph::new(&config)?;
         tracing::debug!(tasks = config.tasks.len(), "loaded the config");
         match &self.command {

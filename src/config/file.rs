@@ -203,17 +203,16 @@ impl ConfigFile {
             };
             let user = match s.user {
                 Some(u) => {
-                    let ok = u
-                        .get_ref()
-                        .split_once(':')
-                        .is_some_and(|(a, b)| a.parse::<u32>().is_ok() && b.parse::<u32>().is_ok());
-                    if !ok {
+                    let ids = u.get_ref().split_once(':').and_then(|(a, b)| {
+                        Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?))
+                    });
+                    if ids.is_none() {
                         err(
                             u.span(),
                             format!("`user` must be `uid:gid` (numbers), not `{}`", u.get_ref()),
                         );
                     }
-                    Some(u.into_inner())
+                    ids
                 }
                 None => None,
             };

@@ -42,8 +42,8 @@ pub struct Settings {
     /// The named volume mounted at /cache in every task container.
     pub cache_volume: String,
     pub jobs: usize,
-    /// `uid:gid` to run tasks as; by default the invoking user's.
-    pub user: Option<String>,
+    /// `uid:gid` to run tasks as, parsed; by default the invoking user's ([`Settings::user_ids`]).
+    pub user: Option<(u32, u32)>,
     /// The artifact cache is trimmed to this size after each build, least recently used first.
     pub cache_max_size: u64,
     /// Entries unused this long are dropped after each build.
@@ -53,6 +53,16 @@ pub struct Settings {
 impl Settings {
     pub const DEFAULT_MAX_SIZE: u64 = 5 * 1024 * 1024 * 1024;
     pub const DEFAULT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+    /// The uid and gid tasks run as: the setting, else the invoking user's.
+    pub fn user_ids(&self) -> (u32, u32) {
+        self.user.unwrap_or_else(|| {
+            (
+                nix::unistd::getuid().as_raw(),
+                nix::unistd::getgid().as_raw(),
+            )
+        })
+    }
 
     pub fn default_jobs() -> usize {
         std::thread::available_parallelism()

@@ -10,7 +10,6 @@ mod image_provider;
 mod local;
 mod run_registry;
 pub mod tarball;
-pub(crate) mod workspace_paths;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use super::stat_cache::Stat;
 use crate::config::{Config, InputSet, OutputIndex, OutputPath, Task};
 use crate::error::{Error, Result};
-use crate::executor::workspace_paths;
+use crate::workspace::paths;
 
 /// The longest file name every container file system takes: 255 bytes, less the 4 of the `.wh.`
 /// prefix that fuse-overlayfs (rootless Docker) and other whiteout-file drivers add to a name.
@@ -76,7 +76,7 @@ impl InputFiles {
     pub fn of_task(config: &Config, task: &Task) -> Result<InputFiles> {
         let root = &config.root;
         for out in &task.outputs {
-            workspace_paths::check_output(root, out)?;
+            paths::check_output(root, out)?;
         }
         let skip = [config.cache_dir(), root.join(".git")];
         let outputs = Outputs {
@@ -154,7 +154,7 @@ impl InputFiles {
     fn outputs_below(root: &Path, outputs: &[OutputPath], folders: bool) -> Result<Vec<InputFile>> {
         let mut files = Vec::new();
         for out in outputs {
-            workspace_paths::check_output(root, out)?;
+            paths::check_output(root, out)?;
             let start = root.join(out.prefix());
             let meta = match std::fs::symlink_metadata(&start) {
                 Ok(m) => m,
@@ -214,7 +214,7 @@ fn locate_linked(config: &Config, task: &Task, e: Error) -> Error {
     let Error::Io { context, path, .. } = &e else {
         return e;
     };
-    if *context != workspace_paths::LINKED_PARENT {
+    if *context != paths::LINKED_PARENT {
         return e;
     }
     let Some(link) = lossy_rel(&config.root, path) else {
@@ -337,7 +337,7 @@ impl Walk<'_> {
             self.skipped.push(left_out);
             return Ok(());
         }
-        workspace_paths::check_parents(self.root, start)?;
+        paths::check_parents(self.root, start)?;
         let path = if start.is_empty() {
             self.root.to_path_buf()
         } else {
@@ -353,7 +353,7 @@ impl Walk<'_> {
         }
         if meta.file_type().is_symlink() && !self.inputs.matches(start) {
             // The patterns name paths below it: a folder on their way is a link.
-            return Err(workspace_paths::linked(&path, start));
+            return Err(paths::linked(&path, start));
         }
         self.consider(&path, Some(&meta))
     }

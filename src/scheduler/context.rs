@@ -1,0 +1,125 @@
+//! What every task of one build shares: the configuration, the executor, the resolved images,
+//! the cache, the workspace, the reporter and the container slots. Held in an `Arc`, so each
+//! task runs as a task of its own on the runtime.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::CacheMode;
+use super::slots::Slots;
+use super::summary::{CacheResult, TaskOutcome};
+use crate::config::{Config, Task};
+use crate::fingerprint::TaskKey;
+use crate::report::{Reporter, Trace};
+use crate::workspace::Workspace;
+
+pub(crate) struct Context<E> {
+    pub(crate) config: Arc<Config>,
+    pub(crate) executor: Arc<E>,
+    /// Toolchain name → resolved image ID.
+    pub(crate) images: BTreeMap<String, String>,
+    pub(crate) reporter: Reporter,
+    pub(crate) cache: Option<CacheMode>,
+    pub(crate) workspace: Workspace,
+    pub(crate) jobs: usize,
+    pub(crate) slots: Slots,
+    pub(crate) trace: Option<Trace>,
+    /// The plan being built, by task id (the walk's positions).
+    pub(crate) plan: Vec<String>,
+    /// Progress numbers handed out so far, and the number each task got.
+    counter: AtomicUsize,
+    indices: Mutex<HashMap<String, usize>>,
+    /// Tasks whose container was started (a cancelled one was running; others never started).
+    pub(crate) in_container: Mutex<BTreeSet<String>>,
+    /// Whether this build saved anything to the cache.
+    pub(crate) saved: AtomicBool,
+}
+
+impl<E> Context<E> {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        executor: Arc<E>,
+        images: BTreeMap<String, String>,
+        reporter: Reporter,
+        cache: Option<CacheMode>,
+    ) -> Self {
+        let workspace = Workspace::new(&config);
+        Context {
+            config,
+            executor,
+            images,
+            reporter,
+            cache,
+            workspace,
+            jobs: 1,
+            slots: Slots::new(1),
+            trace: None,
+            plan: Vec::new(),
+            counter: AtomicUsize::new(0),
+            indices: Mutex::default(),
+            in_container: Mutex::default(),
+            saved: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn task(&self, name: &str) -> &Task {
+        &self.config.tasks[name]
+    }
+
+    /// The task's progress number, handed out the first time it is asked for.
+    pub(crate) fn index(&self, task: &str) -> usize {
+        *self
+            .indices
+            .lock()
+            .expect("indices")
+            .entry(task.to_string())
+            .or_insert_with(|| self.counter.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    pub(crate) fn total(&self) -> usize {
+        self.plan.len()
+    }
+
+    pub(crate) fn span(&self, name: String, cat: &str, row: usize, start: Instant, dur: Duration) {
+        if let Some(t) = &self.trace {
+            t.span(&name, cat, row, start, dur, json!({}));
+        }
+    }
+
+    /// When the build began (the reporter's clock).
+    pub(crate) fn origin(&self) -> Instant {
+        Instant::now() - self.reporter.elapsed()
+    }
+
+    /// Reports a finished task in the seed's form.
+    pub(crate) fn report_done(&self, o: &TaskOutcome) {
+        let total = self.total();
+        match o.result {
+            CacheResult::UpToDate | CacheResult::Restored => self.reporter.task_cached(
+                o.index,
+                total,
+                &o.task,
+                o.result == CacheResult::Restored,
+                o.total,
+            ),
+            CacheResult::Built | CacheResult::Ran => self
+                .reporter
+                .task_completed(o.index, total, &o.task, o.total),
+        }
+    }
+
+    /// `--explain`: a line per task saying what the cache answered.
+    pub(crate) fn explain(&self, task: &Task, what: &str, key: &TaskKey) {
+        if self.cache.as_ref().is_some_and(|c| c.explain) {
+            self.reporter.line(&format!(
+                "explain: {}: {what} (key {})",
+                task.name,
+                key.short()
+            ));
+        }
+    }
+}

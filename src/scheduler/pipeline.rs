@@ -1,0 +1,378 @@
+//! The work of one task, as the walk runs it: its key → the cache's answer → up to date, restored,
+//! or run in a container slot → saved → its outputs placed. Hashing, copying and extraction run
+//! on the blocking pool, never on the async workers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::CacheMode;
+use super::context::Context;
+use super::summary::{CacheResult, TaskOutcome};
+use super::walk::{RunTask, TaskId};
+use crate::cache::Lookup;
+use crate::config::Task;
+use crate::error::{Error, Result};
+use crate::executor::{Executor, TaskJob, Timings};
+use crate::fingerprint::{InputFile, InputFiles, KeyRecipe, Manifest, StatCache};
+use crate::report::CACHE_ROW;
+
+/// A task's key and what it was computed from.
+struct Keyed {
+    inputs: Vec<InputFile>,
+    recipe: KeyRecipe,
+    /// The task's outputs in the workspace, when the read-ahead already has them.
+    here: Option<Manifest>,
+}
+
+impl<E: Executor + Send + Sync + 'static> RunTask for Context<E> {
+    type Output = TaskOutcome;
+    type Error = Error;
+
+    fn run(
+        self: Arc<Self>,
+        id: TaskId,
+        deps: Vec<(TaskId, Arc<TaskOutcome>)>,
+    ) -> impl Future<Output = Result<TaskOutcome>> + Send + 'static {
+        async move {
+            let dep_outputs: BTreeMap<String, Manifest> = deps
+                .iter()
+                .map(|(_, o)| (o.task.clone(), o.outputs.clone()))
+                .collect();
+            let name = self.plan[id.index()].clone();
+            self.build_task(&name, &dep_outputs).await
+        }
+    }
+
+    fn panicked(&self, id: TaskId, message: String) -> Error {
+        Error::TaskPanicked {
+            task: self.plan[id.index()].clone(),
+            message,
+        }
+    }
+}
+
+/// Runs `f` on the blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::TaskPanicked {
+            task: "(blocking work)".into(),
+            message: e.to_string(),
+        })?
+}
+
+impl<E: Executor + Send + Sync + 'static> Context<E> {
+    /// One task: with the cache, up to date / restore / run and save; without, just run.
+    pub(crate) async fn build_task(
+        self: &Arc<Self>,
+        name: &str,
+        dep_outputs: &BTreeMap<String, Manifest>,
+    ) -> Result<TaskOutcome> {
+        let task = self.task(name);
+        let started = Instant::now();
+        let mut outcome = TaskOutcome::new(name, started.saturating_duration_since(self.origin()));
+        let Some(mode) = &self.cache else {
+            return self.run_uncached(task, outcome, started).await;
+        };
+        let mut keyed = self.key_of(mode, task, dep_outputs).await?;
+        let key = keyed.recipe.key();
+        outcome.key_time = started.elapsed();
+        outcome.key = Some(key);
+        let span = format!("{name}: key");
+        self.span(span, "phase", CACHE_ROW, started, outcome.key_time);
+        tracing::debug!(task = %name, took = ?outcome.key_time, files = keyed.inputs.len(), "computed the key");
+        if self.from_cache(mode, task, &mut keyed, &mut outcome).await? {
+            return Ok(self.finish_outcome(outcome, started, CACHE_ROW));
+        }
+        self.run_and_save(mode, task, keyed, outcome, started).await
+    }
+
+    /// `build`: gather the task's files, run it, place its outputs; no key, no cache.
+    async fn run_uncached(
+        self: &Arc<Self>,
+        task: &Task,
+        mut outcome: TaskOutcome,
+        started: Instant,
+    ) -> Result<TaskOutcome> {
+        let ctx = self.clone();
+        let name = task.name.clone();
+        let files = blocking(move || {
+            let task = ctx.task(&name);
+            let inputs = ctx.task_inputs(task)?;
+            ctx.with_dep_outputs(task, inputs)
+        })
+        .await?;
+        let (run, staging) = self.run_staged(task, files).await?;
+        outcome.run = run;
+        self.place(staging.path(), task).await?;
+        outcome.index = self.index(&task.name);
+        outcome.total = started.elapsed();
+        Ok(outcome)
+    }
+
+    /// The task's inputs, their digests and its key recipe: from the read-ahead while it holds,
+    /// else read now on the blocking pool.
+    async fn key_of(
+        self: &Arc<Self>,
+        mode: &CacheMode,
+        task: &Task,
+        dep_outputs: &BTreeMap<String, Manifest>,
+    ) -> Result<Keyed> {
+        let (inputs, digests, here) = match self.snapshot_of(mode, task) {
+            Some(s) => {
+                self.warn_unmatched(task, &s.unmatched);
+                self.warn_skipped(task, &s.skipped);
+                (s.inputs, s.digests, Some(s.outputs))
+            }
+            None => {
+                let (ctx, stat_cache, name) =
+                    (self.clone(), mode.stat_cache.clone(), task.name.clone());
+                let (inputs, digests) = blocking(move || {
+                    let inputs = ctx.task_inputs(ctx.task(&name))?;
+                    let digests = stat_cache
+                        .digest_all(&inputs)
+                        .map_err(Error::io("cannot hash the inputs of", name.as_str()))?;
+                    Ok((inputs, digests))
+                })
+                .await?;
+                (inputs, digests, None)
+            }
+        };
+        let recipe = self.recipe(task, &inputs, digests, dep_outputs);
+        Ok(Keyed {
+            inputs,
+            recipe,
+            here,
+        })
+    }
+
+    /// Answers the task from the cache when its key hits: up to date, or restored (a corrupt
+    /// entry is evicted with a warning and the task runs). True when the cache answered.
+    async fn from_cache(
+        self: &Arc<Self>,
+        mode: &CacheMode,
+        task: &Task,
+        keyed: &mut Keyed,
+        outcome: &mut TaskOutcome,
+    ) -> Result<bool> {
+        let key = keyed.recipe.key();
+        let here = keyed.here.take();
+        let workspace = || async {
+            match here {
+                Some(h) => Ok(h),
+                None => self.workspace_outputs(task, &mode.stat_cache).await,
+            }
+        };
+        let hit = match mode.cache.lookup(&task.name, &key, workspace).await? {
+            Lookup::UpToDate(hit) => {
+                self.explain(task, "hit, outputs up to date", &key);
+                mode.cache.record_hit(&task.name, &hit, false);
+                outcome.result = CacheResult::UpToDate;
+                outcome.outputs = hit.entry.outputs;
+                return Ok(true);
+            }
+            Lookup::Restorable(hit) => hit,
+            Lookup::Miss(miss) => {
+                if mode.explain {
+                    let why = mode.cache.why_missed(&task.name, &keyed.recipe, &miss);
+                    self.explain(task, &format!("miss: {why}"), &key);
+                }
+                return Ok(false);
+            }
+        };
+        let t = Instant::now();
+        let staging = self.workspace.staging(&task.name)?;
+        if let Err(e) = mode.cache.restore(&task.name, &hit, staging.path()).await {
+            self.reporter
+                .warn(&format!("{e}; evicted, running the task"));
+            return Ok(false);
+        }
+        self.place(staging.path(), task).await?;
+        self.explain(task, "hit, restored from the cache", &key);
+        mode.cache.record_hit(&task.name, &hit, true);
+        outcome.result = CacheResult::Restored;
+        outcome.outputs = hit.entry.outputs;
+        outcome.restore_time = t.elapsed();
+        let span = format!("{}: restore", task.name);
+        self.span(span, "phase", CACHE_ROW, t, outcome.restore_time);
+        Ok(true)
+    }
+
+    /// A key miss: run the task, save its outputs under the key, place them.
+    async fn run_and_save(
+        self: &Arc<Self>,
+        mode: &CacheMode,
+        task: &Task,
+        keyed: Keyed,
+        mut outcome: TaskOutcome,
+        started: Instant,
+    ) -> Result<TaskOutcome> {
+        let (ctx, name, inputs) = (self.clone(), task.name.clone(), keyed.inputs);
+        let files = blocking(move || ctx.with_dep_outputs(ctx.task(&name), inputs)).await?;
+        let (run, staging) = self.run_staged(task, files).await?;
+        outcome.run = run;
+        let manifest = staged_manifest(task, staging.path()).await?;
+        let t = Instant::now();
+        if !self.workspace.disk_full() {
+            self.saved
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            let saved = mode.cache.save(
+                &task.name,
+                &keyed.recipe,
+                staging.path(),
+                &manifest,
+                outcome.run.total(),
+            );
+            if let Err(e) = saved.await {
+                self.reporter.warn(&format!("not cached: {e}"));
+            }
+        }
+        outcome.save_time = t.elapsed();
+        let span = format!("{}: save", task.name);
+        self.span(span, "phase", CACHE_ROW, t, outcome.save_time);
+        self.place(staging.path(), task).await?;
+        outcome.result = CacheResult::Built;
+        outcome.outputs = manifest;
+        outcome.index = self.index(&task.name);
+        outcome.total = started.elapsed();
+        Ok(outcome)
+    }
+
+    /// A cache answer: its number, its time, its span on the cache row.
+    fn finish_outcome(&self, mut outcome: TaskOutcome, started: Instant, row: usize) -> TaskOutcome {
+        outcome.index = self.index(&outcome.task);
+        outcome.total = started.elapsed();
+        self.span(outcome.task.clone(), "task", row, started, outcome.total);
+        outcome
+    }
+
+    /// The outputs of a task as they are in the workspace now.
+    async fn workspace_outputs(&self, task: &Task, stat_cache: &Arc<StatCache>) -> Result<Manifest> {
+        let (root, outputs, stat_cache) = (
+            self.config.root.clone(),
+            task.outputs.clone(),
+            stat_cache.clone(),
+        );
+        blocking(move || {
+            let files = InputFiles::output_tree(&root, &outputs)?;
+            to_manifest(&files, &stat_cache)
+        })
+        .await
+    }
+
+    /// Runs the task with its outputs staged in the cache folder; when that folder's disk is
+    /// full, runs it again staged next to the workspace, and stays there for the rest of the build.
+    async fn run_staged(
+        &self,
+        task: &Task,
+        files: Vec<InputFile>,
+    ) -> Result<(Timings, tempfile::TempDir)> {
+        let staging = self.workspace.staging(&task.name)?;
+        match self.run_in_slot(task, files.clone(), staging.path()).await {
+            Err(e) if e.is_disk_full() && self.workspace.note_disk_full() => {
+                self.reporter.warn(&format!(
+                    "the cache folder's disk is full ({e}); building without caching, staging outputs in the project folder"
+                ));
+                drop(staging);
+                let staging = self.workspace.staging(&task.name)?;
+                let run = self.run_in_slot(task, files, staging.path()).await?;
+                Ok((run, staging))
+            }
+            r => Ok((r?, staging)),
+        }
+    }
+
+    /// Runs the task's container in a slot: the only part of a task that holds one.
+    async fn run_in_slot(
+        &self,
+        task: &Task,
+        files: Vec<InputFile>,
+        staging: &std::path::Path,
+    ) -> Result<Timings> {
+        let (_permit, slot) = self.slots.acquire().await;
+        self.in_container
+            .lock()
+            .expect("lock")
+            .insert(task.name.clone());
+        self.reporter
+            .task_started(self.index(&task.name), self.total(), &task.name);
+        let start = Instant::now();
+        let result = self.run_task(task, files, staging).await;
+        let took = start.elapsed();
+        if let Ok(t) = &result {
+            let mut at = start;
+            for (phase, d) in [
+                ("create", t.create),
+                ("upload", t.upload),
+                ("run", t.run),
+                ("download", t.download),
+                ("remove", t.remove),
+            ] {
+                self.span(format!("{}: {phase}", task.name), "phase", slot.id, at, d);
+                at += d;
+            }
+        }
+        self.span(task.name.clone(), "task", slot.id, start, took);
+        result
+    }
+
+    async fn run_task(
+        &self,
+        task: &Task,
+        files: Vec<InputFile>,
+        staging: &std::path::Path,
+    ) -> Result<Timings> {
+        let reporter = self.reporter.clone();
+        let name = task.name.clone();
+        let job = TaskJob {
+            task,
+            image_id: self.images[&task.toolchain].clone(),
+            env: self.task_env(task),
+            files,
+            user: self.config.settings.user_ids(),
+            cache_volume: self.config.settings.cache_volume.clone(),
+            log: Arc::new(move |line: &str| reporter.log(&name, line)),
+        };
+        self.executor.run(&job, staging).await
+    }
+
+    /// Puts staged outputs in place, under the cache lock, on the blocking pool.
+    async fn place(self: &Arc<Self>, staging: &std::path::Path, task: &Task) -> Result<()> {
+        let (ctx, staging, name) = (self.clone(), staging.to_path_buf(), task.name.clone());
+        blocking(move || {
+            let lock = match &ctx.cache {
+                Some(c) => Some(c.cache.local().lock()?),
+                None => None,
+            };
+            ctx.workspace
+                .place(&staging, &ctx.task(&name).outputs, lock)
+        })
+        .await
+    }
+}
+
+/// The manifest of what a run staged, hashed on the blocking pool.
+async fn staged_manifest(task: &Task, staging: &std::path::Path) -> Result<Manifest> {
+    let (staging, outputs) = (staging.to_path_buf(), task.outputs.clone());
+    blocking(move || {
+        let staged = InputFiles::output_tree(&staging, &outputs)?;
+        to_manifest(&staged, &StatCache::in_memory())
+    })
+    .await
+}
+
+fn to_manifest(files: &[InputFile], stat_cache: &StatCache) -> Result<Manifest> {
+    stat_cache
+        .manifest(files)
+        .map_err(|source| Error::Io {
+            context: "cannot hash outputs",
+            path: files
+                .first()
+                .map(|f| f.abs.clone())
+                .unwrap_or_default(),
+            source,
+        })
+}

@@ -1,0 +1,114 @@
+//! A task's key recipe: its command, outputs, toolchain and env, the digests of its inputs and
+//! the output manifests of its dependencies; and the values of the host variables it declares
+//! (GITHASH derived from the project's git when the host does not set it).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::context::Context;
+use crate::config::{Config, Task};
+use crate::fingerprint::{
+    FileDigest, InputFile, KEY_FORMAT, KeyRecipe, Manifest, env_value_hash, manifest_hash,
+};
+
+impl<E> Context<E> {
+    /// The key recipe of a task from its input digests and its dependencies' output manifests.
+    pub(crate) fn recipe(
+        &self,
+        task: &Task,
+        inputs: &[InputFile],
+        digests: Vec<FileDigest>,
+        dep_outputs: &BTreeMap<String, Manifest>,
+    ) -> KeyRecipe {
+        let tc = &self.config.toolchains[&task.toolchain];
+        let env = declared_env(&self.config, task)
+            .into_iter()
+            .map(|(k, v)| {
+                let h = v.map(|v| env_value_hash(&k, &v));
+                (k, h)
+            })
+            .collect();
+        let deps = task
+            .deps
+            .iter()
+            .map(|d| {
+                let hash = dep_outputs.get(d).map(manifest_hash).unwrap_or_default();
+                (d.clone(), hash)
+            })
+            .collect();
+        KeyRecipe {
+            format: KEY_FORMAT,
+            task: task.name.clone(),
+            run: task.run.clone(),
+            workdir: task.workdir.clone(),
+            outputs: task.outputs.iter().map(|o| o.path.clone()).collect(),
+            network: task.network,
+            toolchain: self.images[&task.toolchain].clone(),
+            toolchain_env: tc.env.clone(),
+            env,
+            inputs: inputs.iter().map(|f| f.rel.clone()).zip(digests).collect(),
+            deps,
+        }
+    }
+
+    /// The environment of a task: its toolchain's, then the host variables it declares.
+    pub(crate) fn task_env(&self, task: &Task) -> Vec<(String, String)> {
+        let tc = &self.config.toolchains[&task.toolchain];
+        let mut env: Vec<(String, String)> =
+            tc.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        env.extend(
+            declared_env(&self.config, task)
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k, v))),
+        );
+        env
+    }
+}
+
+/// The declared host variables and their values (None: unset).
+fn declared_env(config: &Config, task: &Task) -> Vec<(String, Option<String>)> {
+    task.env
+        .iter()
+        .map(|var| {
+            let v = std::env::var(var)
+                .ok()
+                .or_else(|| derived_env(var, &config.root));
+            (var.clone(), v)
+        })
+        .collect()
+}
+
+/// The value flamenco-build gives a derived variable: GITHASH is `git rev-parse --short HEAD`
+/// (asked once per process).
+fn derived_env(var: &str, root: &Path) -> Option<String> {
+    static GITHASH: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    match var {
+        "GITHASH" => GITHASH.get_or_init(|| git_hash(root)).clone(),
+        _ => None,
+    }
+}
+
+/// Starts working out, in the background, the derived variables that `plan`'s tasks declare and
+/// the host does not set, so that their first key need not wait for `git`.
+pub fn derive_env_ahead(config: &Config, plan: &[String]) {
+    let wanted = plan
+        .iter()
+        .filter_map(|t| config.tasks.get(t))
+        .any(|t| t.env.iter().any(|v| v == "GITHASH"));
+    if wanted && std::env::var_os("GITHASH").is_none() {
+        let root = config.root.clone();
+        std::thread::spawn(move || derived_env("GITHASH", &root));
+    }
+}
+
+fn git_hash(root: &Path) -> Option<String> {
+    std::process::Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["rev-parse", "--short", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}

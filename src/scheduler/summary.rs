@@ -1,0 +1,190 @@
+//! What a build did, per task, and how it is told: the `--json` document and the closing line of
+//! a failed build.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::executor::Timings;
+use crate::fingerprint::{Manifest, TaskKey};
+
+/// What happened to a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CacheResult {
+    /// Key hit, and the workspace already held the recorded outputs.
+    UpToDate,
+    /// Key hit; the outputs came from the artifact cache.
+    Restored,
+    /// Key miss: run in its container, then saved.
+    Built,
+    /// Run without the cache (`build`).
+    Ran,
+}
+
+/// One finished task.
+#[derive(Debug, Clone)]
+pub struct TaskOutcome {
+    pub task: String,
+    /// Its number in the progress lines (`[3/6]`).
+    pub index: usize,
+    /// When it began, after the build began.
+    pub began: Duration,
+    pub result: CacheResult,
+    pub key: Option<TaskKey>,
+    /// The task's outputs as they now are in the workspace (cached modes only).
+    pub outputs: Manifest,
+    pub key_time: Duration,
+    pub run: Timings,
+    pub restore_time: Duration,
+    pub save_time: Duration,
+    pub total: Duration,
+}
+
+impl TaskOutcome {
+    /// A task that began `began` after the build did, before anything is known of it.
+    pub(crate) fn new(task: &str, began: Duration) -> TaskOutcome {
+        TaskOutcome {
+            task: task.to_string(),
+            index: 0,
+            began,
+            result: CacheResult::Ran,
+            key: None,
+            outputs: Manifest::new(),
+            key_time: Duration::ZERO,
+            run: Timings::default(),
+            restore_time: Duration::ZERO,
+            save_time: Duration::ZERO,
+            total: Duration::ZERO,
+        }
+    }
+}
+
+/// How a task of a build ended.
+#[derive(Debug, Clone)]
+pub enum TaskState {
+    Done(Box<TaskOutcome>),
+    Failed(String),
+    /// Stopped while running because another task failed.
+    Cancelled,
+    /// Not started: a dependency failed (`--keep-going`).
+    Skipped,
+    /// Not started: the build stopped first.
+    NotStarted,
+}
+
+impl TaskState {
+    pub fn label(&self) -> &'static str {
+        match self {
+            TaskState::Done(o) => match o.result {
+                CacheResult::UpToDate => "up-to-date",
+                CacheResult::Restored => "restored",
+                CacheResult::Built => "built",
+                CacheResult::Ran => "ran",
+            },
+            TaskState::Failed(_) => "failed",
+            TaskState::Cancelled => "cancelled",
+            TaskState::Skipped => "skipped",
+            TaskState::NotStarted => "not-started",
+        }
+    }
+}
+
+/// What a build did, per task in plan order.
+#[derive(Debug, Default)]
+pub struct BuildSummary {
+    pub tasks: Vec<(String, TaskState)>,
+    pub wall: Duration,
+    pub jobs: usize,
+}
+
+impl BuildSummary {
+    /// The time of all finished tasks added up (what the parallel efficiency divides).
+    pub fn task_time(&self) -> Duration {
+        self.tasks
+            .iter()
+            .filter_map(|(_, s)| match s {
+                TaskState::Done(o) => Some(o.total),
+                _ => None,
+            })
+            .sum()
+    }
+
+    /// The tasks that ended with `label`, in plan order.
+    pub fn with_label(&self, label: &str) -> Vec<&str> {
+        self.tasks
+            .iter()
+            .filter(|(_, s)| s.label() == label)
+            .map(|(t, _)| t.as_str())
+            .collect()
+    }
+
+    /// After a failure in `build-optimized`: what failed, and what was cancelled, skipped or never
+    /// started because of it.
+    pub fn failure_parts(&self) -> String {
+        let mut parts = vec![format!("failed: {}", self.with_label("failed").join(", "))];
+        for (label, what) in [
+            ("cancelled", "cancelled"),
+            ("skipped", "skipped (a dependency failed)"),
+            ("not-started", "not started"),
+        ] {
+            let l = self.with_label(label);
+            if !l.is_empty() {
+                parts.push(format!("{what}: {}", l.join(", ")));
+            }
+        }
+        parts.join("; ")
+    }
+
+    /// The `--json` document: per task its status, key, cache result and phase times.
+    pub fn to_json(&self) -> serde_json::Value {
+        let tasks: Vec<serde_json::Value> = self
+            .tasks
+            .iter()
+            .map(|(name, state)| task_json(name, state))
+            .collect();
+        let ok = self
+            .tasks
+            .iter()
+            .all(|(_, s)| matches!(s, TaskState::Done(_)));
+        json!({
+            "status": if ok { "ok" } else { "failed" },
+            "wall_ms": ms(self.wall),
+            "jobs": self.jobs,
+            "tasks": tasks,
+        })
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn task_json(name: &str, state: &TaskState) -> serde_json::Value {
+    let mut v = json!({ "task": name, "status": state.label() });
+    match state {
+        TaskState::Done(o) => {
+            v["key"] = json!(o.key.as_ref().map(|k| k.0.clone()));
+            v["cache"] = json!(match o.result {
+                CacheResult::UpToDate | CacheResult::Restored => "hit",
+                CacheResult::Built => "miss",
+                CacheResult::Ran => "not-used",
+            });
+            v["times_ms"] = json!({
+                "key": ms(o.key_time),
+                "create": ms(o.run.create),
+                "upload": ms(o.run.upload),
+                "run": ms(o.run.run),
+                "download": ms(o.run.download),
+                "remove": ms(o.run.remove),
+                "restore": ms(o.restore_time),
+                "save": ms(o.save_time),
+                "total": ms(o.total),
+            });
+            v["started_ms"] = json!(ms(o.began));
+        }
+        TaskState::Failed(e) => v["error"] = json!(e),
+        _ => {}
+    }
+    v
+}
