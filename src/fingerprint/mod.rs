@@ -11,5 +11,5 @@ pub use digest::{FileDigest, Manifest, hash_bytes, hash_file, hash_path, manifes
 pub(crate) use input_files::link_stays_inside;
 pub use input_files::{FileKind, InputFile, InputFiles};
 pub use key::{KEY_FORMAT, KeyRecipe, TaskKey, diff_files, env_value_hash};
-pub use stat_cache::StatCache;
+pub use stat_cache::{StatCache, changed_since_read};
 pub use workspace_snapshot::{TaskSnapshot, WorkspaceSnapshot};

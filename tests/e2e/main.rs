@@ -3,6 +3,7 @@
 
 mod support;
 
+mod boundary_runtime;
 mod cache;
 mod core_loop;
 mod dockerfile_dev;
