@@ -11,6 +11,7 @@ pub mod error;
 pub mod executor;
 pub mod fingerprint;
 pub mod graph;
+pub(crate) mod interrupt;
 pub mod report;
 pub mod scheduler;
 

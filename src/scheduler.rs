@@ -11,14 +11,15 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use serde_json::json;
 
-use crate::cache::LocalCache;
+use crate::cache::{Corrupt, Entry, LocalCache};
 use crate::config::{Config, Task};
 use crate::error::{Error, Result};
 use crate::executor::{Executor, TaskJob, Timings, tarball};
 use crate::fingerprint::{
     FileDigest, InputFile, InputFiles, KEY_FORMAT, KeyRecipe, Manifest, Skipped, StatCache,
-    TaskKey, TaskSnapshot, WorkspaceSnapshot, env_value_hash, manifest_hash,
+    TaskKey, TaskSnapshot, WorkspaceSnapshot, changed_since_read, env_value_hash, manifest_hash,
 };
+use crate::interrupt;
 use crate::report::{CACHE_ROW, Reporter, Trace};
 
 /// What happened to a task.
@@ -51,7 +52,32 @@ pub struct TaskOutcome {
     pub run: Timings,
     pub restore_time: Duration,
     pub save_time: Duration,
+    /// Its time from its start to its end, but for its wait for a container slot.
     pub total: Duration,
+    /// How long it waited for a container slot, and when (after it began) that wait began.
+    pub wait: Duration,
+    pub wait_at: Duration,
+}
+
+impl TaskOutcome {
+    /// When it worked, after the build began: from its start to its end, but for its wait.
+    fn spans(&self) -> Vec<(Duration, Duration)> {
+        let end = self.began + self.wait + self.total;
+        if self.wait.is_zero() {
+            return vec![(self.began, end)];
+        }
+        let waited = self.began + self.wait_at;
+        vec![(self.began, waited), (waited + self.wait, end)]
+    }
+}
+
+/// When a task began and how long it waited for a slot: its time is from its start, without
+/// the wait (a task queued behind others is not slow).
+#[derive(Debug, Clone, Copy)]
+struct TaskClock {
+    began: Instant,
+    wait: Duration,
+    wait_at: Duration,
 }
 
 /// How a build treats the artifact cache.
@@ -62,6 +88,9 @@ pub struct CacheMode {
     pub explain: bool,
     /// The tasks' inputs and outputs read ahead, when the build began.
     pub snapshot: Option<WorkspaceSnapshot>,
+    /// When the build began reading the workspace: a file changed about then may have been
+    /// changed again without its stat showing it (see [`changed_since_read`]).
+    pub reading_began: std::time::SystemTime,
 }
 
 /// How a task of a build ended.
@@ -103,7 +132,22 @@ pub struct BuildSummary {
 }
 
 impl BuildSummary {
-    /// The time of all finished tasks added up (what the parallel efficiency divides).
+    /// The parallel efficiency in percent: the finished tasks' time over `wall × jobs`, at most
+    /// `jobs` tasks counted at once (see [`crate::report::efficiency`]).
+    pub fn efficiency(&self) -> f64 {
+        let spans: Vec<(Duration, Duration)> = self
+            .tasks
+            .iter()
+            .filter_map(|(_, s)| match s {
+                TaskState::Done(o) => Some(o.spans()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        crate::report::efficiency(&spans, self.wall, self.jobs)
+    }
+
+    /// The time of all finished tasks added up.
     pub fn task_time(&self) -> Duration {
         self.tasks
             .iter()
@@ -140,6 +184,7 @@ impl BuildSummary {
                             "restore": ms(o.restore_time),
                             "save": ms(o.save_time),
                             "total": ms(o.total),
+                            "wait": ms(o.wait),
                         });
                         v["started_ms"] = json!(ms(o.began));
                     }
@@ -224,6 +269,10 @@ pub struct Scheduler<'a, E: Executor> {
     disk_full: std::sync::atomic::AtomicBool,
     /// How many tasks' outputs this build has put in the workspace.
     placed: AtomicUsize,
+    /// The project folder's (device, inode) when the build began.
+    root_id: Option<(u64, u64)>,
+    /// Each task's start and wait for a slot.
+    clocks: Mutex<HashMap<String, TaskClock>>,
 }
 
 impl<'a, E: Executor> Scheduler<'a, E> {
@@ -261,6 +310,8 @@ impl<'a, E: Executor> Scheduler<'a, E> {
             saved: Default::default(),
             disk_full: Default::default(),
             placed: AtomicUsize::new(0),
+            root_id: folder_id(&config.root),
+            clocks: Mutex::default(),
         }
     }
 
@@ -384,7 +435,7 @@ impl<'a, E: Executor> Scheduler<'a, E> {
                     }
                 }
                 Err(e) => {
-                    let took = self.reporter.elapsed();
+                    let took = self.task_time(name);
                     self.reporter
                         .task_failed(self.index(name), total, name, took);
                     // The first failure is the build's error (printed at the end); later ones
@@ -435,7 +486,7 @@ impl<'a, E: Executor> Scheduler<'a, E> {
         let task_time = summary.task_time();
         match first_error {
             None => {
-                self.reporter.finished(task_time);
+                self.reporter.finished(task_time, summary.efficiency());
                 (summary, Ok(()))
             }
             Some(e) => {
@@ -491,12 +542,8 @@ impl<'a, E: Executor> Scheduler<'a, E> {
                     states.push((name.clone(), TaskState::Done(Box::new(outcome))));
                 }
                 Err(e) => {
-                    self.reporter.task_failed(
-                        self.index(name),
-                        total,
-                        name,
-                        self.reporter.elapsed(),
-                    );
+                    self.reporter
+                        .task_failed(self.index(name), total, name, self.task_time(name));
                     states.push((name.clone(), TaskState::Failed(e.to_string())));
                     error = Some(e);
                 }
@@ -510,7 +557,8 @@ impl<'a, E: Executor> Scheduler<'a, E> {
         };
         match error {
             None => {
-                self.reporter.finished(summary.task_time());
+                self.reporter
+                    .finished(summary.task_time(), summary.efficiency());
                 (summary, Ok(()))
             }
             Some(e) => {
@@ -596,6 +644,9 @@ impl<'a, E: Executor> Scheduler<'a, E> {
     fn finish(&self) {
         let t = Instant::now();
         let _done = DropLog(t);
+        if self.check_root().is_err() {
+            return;
+        }
         if let Some(c) = &self.cache {
             if let Err(e) = c.stat_cache.save() {
                 self.reporter
@@ -627,6 +678,14 @@ impl<'a, E: Executor> Scheduler<'a, E> {
     ) -> Result<TaskOutcome> {
         let started = Instant::now();
         let began = started.saturating_duration_since(self.reporter_origin());
+        self.clocks.lock().expect("clocks").insert(
+            task.name.clone(),
+            TaskClock {
+                began: started,
+                wait: Duration::ZERO,
+                wait_at: Duration::ZERO,
+            },
+        );
         let mut outcome = TaskOutcome {
             task: task.name.clone(),
             index: 0,
@@ -639,14 +698,18 @@ impl<'a, E: Executor> Scheduler<'a, E> {
             restore_time: Duration::ZERO,
             save_time: Duration::ZERO,
             total: Duration::ZERO,
+            wait: Duration::ZERO,
+            wait_at: Duration::ZERO,
         };
         let Some(mode) = &self.cache else {
             let files = self.task_files(task)?;
-            let (run, staging) = self.run_staged(task, files).await?;
+            let ran = self.run_staged(task, files).await;
+            self.check_root()?;
+            let (run, staging) = ran?;
             outcome.run = run;
             self.place(staging.path(), task)?;
             outcome.index = self.index(&task.name);
-            outcome.total = started.elapsed();
+            self.clock_out(&mut outcome);
             return Ok(outcome);
         };
 
@@ -694,8 +757,8 @@ impl<'a, E: Executor> Scheduler<'a, E> {
                 return Ok(self.finish_outcome(outcome, started, CACHE_ROW));
             }
             let t = Instant::now();
-            let staging = self.staging(task)?;
-            match mode.cache.restore(&task.name, entry, staging.path()) {
+            let (restored, staging) = self.restore_staged(mode, task, entry).await?;
+            match restored {
                 Ok(()) => {
                     self.place(staging.path(), task)?;
                     self.explain(mode, task, "hit, restored from the cache", &key);
@@ -742,13 +805,17 @@ impl<'a, E: Executor> Scheduler<'a, E> {
         }
 
         let files = self.with_dep_outputs(task, inputs)?;
-        let (run, staging) = self.run_staged(task, files).await?;
+        let given = files.clone();
+        let ran = self.run_staged(task, files).await;
+        self.check_root()?;
+        let (run, staging) = ran?;
         outcome.run = run;
+        let changed = self.given_files_changed(mode, task, &given, &recipe, dep_outputs);
         let staged = InputFiles::output_tree(staging.path(), &task.outputs)?;
         let manifest =
             tokio::task::block_in_place(|| to_manifest(&staged, &StatCache::in_memory()))?;
         let t = Instant::now();
-        if !self.disk_full.load(Ordering::Relaxed) {
+        if !self.disk_full.load(Ordering::Relaxed) && !changed {
             self.saved.store(true, Ordering::Relaxed);
             if let Err(e) = mode.cache.save(
                 &task.name,
@@ -772,8 +839,42 @@ impl<'a, E: Executor> Scheduler<'a, E> {
         outcome.result = CacheResult::Built;
         outcome.outputs = manifest;
         outcome.index = self.index(&task.name);
-        outcome.total = started.elapsed();
+        self.clock_out(&mut outcome);
         Ok(outcome)
+    }
+
+    /// Whether a file the task was given may not be what its key was computed from (it changed
+    /// while the build ran): then what the task saw is not what the key says, and its result
+    /// must not be cached under that key. Warns, naming the files.
+    fn given_files_changed(
+        &self,
+        mode: &CacheMode,
+        task: &Task,
+        given: &[InputFile],
+        recipe: &KeyRecipe,
+        dep_outputs: &BTreeMap<String, Manifest>,
+    ) -> bool {
+        let mut expected = recipe.inputs.clone();
+        for dep in &task.deps {
+            expected.extend(dep_outputs.get(dep).cloned().unwrap_or_default());
+        }
+        let since = mode
+            .reading_began
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        let changed = tokio::task::block_in_place(|| changed_since_read(given, &expected, since));
+        if changed.is_empty() {
+            return false;
+        }
+        let mut names = changed[..changed.len().min(5)].join(", ");
+        if changed.len() > 5 {
+            names.push_str(&format!(" and {} more", changed.len() - 5));
+        }
+        self.reporter.warn(&format!(
+            "task `{}`: {names} changed while the build ran; not cached",
+            task.name
+        ));
+        true
     }
 
     fn reporter_origin(&self) -> Instant {
@@ -788,9 +889,26 @@ impl<'a, E: Executor> Scheduler<'a, E> {
         row: usize,
     ) -> TaskOutcome {
         outcome.index = self.index(&outcome.task);
-        outcome.total = started.elapsed();
+        self.clock_out(&mut outcome);
         self.span(outcome.task.clone(), "task", row, started, outcome.total);
         outcome
+    }
+
+    /// A task's time so far: from its start, without its wait for a slot.
+    fn task_time(&self, task: &str) -> Duration {
+        match self.clocks.lock().expect("clocks").get(task) {
+            Some(c) => c.began.elapsed().saturating_sub(c.wait),
+            None => Duration::ZERO,
+        }
+    }
+
+    /// Sets the outcome's total time and its wait from the task's clock.
+    fn clock_out(&self, outcome: &mut TaskOutcome) {
+        outcome.total = self.task_time(&outcome.task);
+        if let Some(c) = self.clocks.lock().expect("clocks").get(&outcome.task) {
+            outcome.wait = c.wait;
+            outcome.wait_at = c.wait_at;
+        }
     }
 
     /// Runs the task's container in a slot: the only part of a task that holds one.
@@ -800,7 +918,14 @@ impl<'a, E: Executor> Scheduler<'a, E> {
         files: Vec<InputFile>,
         staging: &Path,
     ) -> Result<Timings> {
+        let queued = Instant::now();
         let (_permit, slot) = self.slots.acquire().await;
+        if let Some(c) = self.clocks.lock().expect("clocks").get_mut(&task.name) {
+            if c.wait.is_zero() {
+                c.wait_at = queued.saturating_duration_since(c.began);
+            }
+            c.wait += queued.elapsed();
+        }
         self.in_container
             .lock()
             .expect("lock")
@@ -909,6 +1034,7 @@ impl<'a, E: Executor> Scheduler<'a, E> {
     }
 
     fn staging(&self, task: &Task) -> Result<tempfile::TempDir> {
+        self.check_root()?;
         if self.disk_full.load(Ordering::Relaxed) {
             return tempfile::Builder::new()
                 .prefix(&format!(".flamenco-build-staging-{}-", task.name))
@@ -927,6 +1053,42 @@ impl<'a, E: Executor> Scheduler<'a, E> {
             .map_err(Error::io("cannot create the staging folder", &parent))
     }
 
+    /// Fails when the project folder is not the one the build began in (deleted or replaced):
+    /// writing on would create its paths anew.
+    fn check_root(&self) -> Result<()> {
+        let now = folder_id(&self.config.root);
+        if now.is_some() && now == self.root_id {
+            return Ok(());
+        }
+        Err(Error::Io {
+            context: "the project folder was deleted or replaced during the build; nothing more \
+                      is written to it",
+            path: self.config.root.clone(),
+            source: std::io::ErrorKind::NotFound.into(),
+        })
+    }
+
+    /// Restores `entry` into a new staging folder on a blocking thread, so that a signal can
+    /// drop the build meanwhile (the restore itself stops at its next file, and its staging
+    /// folder goes with it).
+    async fn restore_staged(
+        &self,
+        mode: &CacheMode,
+        task: &Task,
+        entry: &Entry,
+    ) -> Result<(std::result::Result<(), Corrupt>, tempfile::TempDir)> {
+        let staging = self.staging(task)?;
+        let (cache, name, entry) = (mode.cache.clone(), task.name.clone(), entry.clone());
+        let (restored, staging) = tokio::task::spawn_blocking(move || {
+            (cache.restore(&name, &entry, staging.path()), staging)
+        })
+        .await
+        .expect("the restore panicked");
+        // An interrupted restore is not a corrupt entry.
+        interrupt::check()?;
+        Ok((restored, staging))
+    }
+
     /// Puts staged outputs in place, under the cache lock so that two builds of one project
     /// never interleave their renames.
     fn place(&self, staging: &Path, task: &Task) -> Result<()> {
@@ -934,6 +1096,11 @@ impl<'a, E: Executor> Scheduler<'a, E> {
             Some(c) => Some(c.cache.lock()?),
             None => None,
         };
+        // Nothing is placed once the build was told to stop, and a forced stop waits for a
+        // placing under way: outputs are never left half placed.
+        let _placing = interrupt::workspace_lock();
+        interrupt::check()?;
+        self.check_root()?;
         // Counted before the first rename: from here on the snapshot may be out of date.
         self.placed.fetch_add(1, Ordering::SeqCst);
         tarball::place_outputs(staging, &self.config.root, &task.outputs)
@@ -1055,6 +1222,12 @@ impl<'a, E: Executor> Scheduler<'a, E> {
         };
         self.executor.run(&job, staging).await
     }
+}
+
+/// A folder's (device, inode): what tells it from another one made at the same path.
+fn folder_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 fn to_manifest(files: &[InputFile], stat_cache: &StatCache) -> Result<Manifest> {

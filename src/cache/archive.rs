@@ -90,6 +90,10 @@ pub fn restore(archive: impl Read, manifest: &Manifest, staging: &Path) -> Resul
     let mut ar = tar::Archive::new(dec);
     let mut seen = std::collections::BTreeSet::new();
     for entry in ar.entries().map_err(|e| format!("cannot read: {e}"))? {
+        // A stopped build does not finish a restore: the caller throws the staging away.
+        if crate::interrupt::requested() {
+            return Err("was not restored: the build was interrupted".into());
+        }
         let mut entry = entry.map_err(|e| format!("cannot read an entry: {e}"))?;
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let rel = name.strip_suffix('/').unwrap_or(&name).to_string();

@@ -188,7 +188,7 @@ impl ConfigFile {
                     String::new()
                 }
                 Some(v) => v.into_inner(),
-                None => "flamenco-build-cache".into(),
+                None => Settings::default_cache_volume(&root),
             };
             let jobs = match s.jobs {
                 Some(j) if *j.get_ref() < 1 || *j.get_ref() > 256 => {
