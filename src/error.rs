@@ -76,6 +76,20 @@ pub enum Error {
     #[error("{count} cache entries were corrupt and have been evicted")]
     CacheCorrupt { count: usize },
 
+    #[error(
+        "the cache volume `{volume}` is in use by {users}; stop and remove {} first \
+         (clean-all removed nothing)",
+        if .users.matches("container `").count() > 1 { "them" } else { "it" }
+    )]
+    VolumeInUse { volume: String, users: String },
+
+    #[error(
+        "the cache volume `{volume}` was not created by flamenco-build (it lacks the label \
+         dev.flamenco-build=1), so clean-all does not remove it (and removed nothing); remove \
+         it yourself, or name another `cache_volume`"
+    )]
+    ForeignVolume { volume: String },
+
     #[error("interrupted by {signal}; removed the run's containers")]
     Interrupted { signal: &'static str, code: i32 },
 }
@@ -90,8 +104,8 @@ impl Error {
             | Error::TaskPanicked { .. }
             | Error::MissingOutput { .. }
             | Error::UnsafeArchive { .. } => 1,
-            Error::Config(_) | Error::UnknownTarget { .. } => 2,
-            Error::DockerUnavailable { .. } | Error::Docker { .. } => 3,
+            Error::Config(_) | Error::UnknownTarget { .. } | Error::ForeignVolume { .. } => 2,
+            Error::DockerUnavailable { .. } | Error::Docker { .. } | Error::VolumeInUse { .. } => 3,
             Error::ImageUnavailable { .. } | Error::ToolchainVersion { .. } => 4,
             Error::Io { .. } | Error::CacheCorrupt { .. } => 5,
             Error::Interrupted { code, .. } => *code,

@@ -12,6 +12,7 @@ pub mod error;
 pub mod executor;
 pub mod fingerprint;
 pub mod graph;
+pub(crate) mod interrupt;
 pub mod report;
 pub mod scheduler;
 pub(crate) mod workspace;

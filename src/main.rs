@@ -1,4 +1,4 @@
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 use clap::Parser;
 
@@ -12,7 +12,8 @@ fn main() {
         .init();
     let cli = flamenco_build::cli::Cli::parse();
     if let Err(e) = cli.execute() {
-        eprintln!("error: {e}");
+        // Not eprintln!: after SIGHUP the terminal may be gone, and the exit code must stay.
+        let _ = writeln!(std::io::stderr(), "error: {e}");
         std::process::exit(e.exit_code());
     }
 }

@@ -24,6 +24,8 @@ pub enum BlobError {
         got: String,
         size: u64,
     },
+    #[error("the build was interrupted")]
+    Interrupted,
     #[error("{what} {}: {source}", path.display())]
     Io {
         what: &'static str,

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::cas::BlobError;
 use super::local_store::LocalStore;
 use super::metadata::{Entry, TaskMetadata};
 use super::storage::{ActionRecord, BlobWrite, Storage};
@@ -180,6 +181,9 @@ impl Cache {
                         .await?
                         .map_err(|r| corrupt(r, None))
                 }
+                Err(CacheError::Blob(BlobError::Interrupted)) => {
+                    return Err(CacheError::Blob(BlobError::Interrupted));
+                }
                 Err(CacheError::Blob(e)) => Err(corrupt(e.to_string(), e.bad_blob())),
                 Err(e) => return Err(e),
             },
@@ -288,7 +292,7 @@ mod tests {
 
     async fn restorable(cache: &Cache, key: &TaskKey) -> Hit {
         match cache
-            .lookup("t", key, || Ok(Manifest::new()))
+            .lookup("t", key, || async { Ok(Manifest::new()) })
             .await
             .unwrap()
         {

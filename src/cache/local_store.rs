@@ -190,6 +190,10 @@ impl LocalStore {
 
     fn read_files(&self, files: &[BlobRead]) -> Result<(), BlobError> {
         for f in files {
+            // A stopped build does not finish a restore: the caller throws the staging away.
+            if crate::interrupt::requested() {
+                return Err(BlobError::Interrupted);
+            }
             self.cas
                 .copy_to(&f.blob.sha256, f.blob.size, &f.to, f.mode)?;
         }

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -16,6 +18,7 @@ use crate::executor::{
 };
 use crate::fingerprint::{StatCache, WorkspaceSnapshot};
 use crate::graph::Graph;
+use crate::interrupt;
 use crate::report::{Progress, Reporter, Trace};
 use crate::scheduler::{CacheMode, RunMode, Scheduler};
 
@@ -169,17 +172,19 @@ impl Build {
             cache.local().stat_cache_path(),
             self.args.paranoid,
         ));
+        let reading_began = std::time::SystemTime::now();
         let snapshot = if self.args.dry_run {
             None
         } else {
             let t = std::time::Instant::now();
             let (config, plan, sc) = (self.config.clone(), self.plan.clone(), stat_cache.clone());
-            let s = tokio::task::spawn_blocking(move || WorkspaceSnapshot::take(&config, &plan, &sc))
-                .await
-                .map_err(|e| Error::TaskPanicked {
-                    task: "(reading the workspace)".into(),
-                    message: e.to_string(),
-                })?;
+            let s =
+                tokio::task::spawn_blocking(move || WorkspaceSnapshot::take(&config, &plan, &sc))
+                    .await
+                    .map_err(|e| Error::TaskPanicked {
+                        task: "(reading the workspace)".into(),
+                        message: e.to_string(),
+                    })?;
             tracing::debug!(took = ?t.elapsed(), "read the workspace ahead");
             Some(s)
         };
@@ -188,6 +193,7 @@ impl Build {
             stat_cache,
             explain: self.args.explain,
             snapshot,
+            reading_began,
         }))
     }
 
@@ -321,24 +327,93 @@ impl Build {
     }
 }
 
-/// Runs `fut`; on SIGINT or SIGTERM drops it (local tasks are killed with it) and removes every
-/// container of the run.
+/// Runs `fut`; on SIGINT, SIGTERM or SIGHUP drops it (local tasks are killed with it), removes
+/// every container of the run and fails with 128 + the signal's number. Blocking work that cannot
+/// be dropped (a restore between two files) sees [`interrupt::requested`] and stops; should the
+/// build still not have stopped after [`GRACE`], the watcher removes the containers and exits.
 pub(crate) async fn with_signals<T>(
     engine: Option<&DockerEngine>,
     fut: impl Future<Output = Result<T>>,
 ) -> Result<T> {
-    let mut term = signal(SignalKind::terminate())
-        .map_err(Error::io("cannot watch for SIGTERM", "<signal>"))?;
-    let mut int = signal(SignalKind::interrupt())
-        .map_err(Error::io("cannot watch for SIGINT", "<signal>"))?;
-    let (signal, code) = tokio::select! {
-        r = fut => return r,
-        _ = int.recv() => ("SIGINT", 130),
-        _ = term.recv() => ("SIGTERM", 143),
+    let mut streams = Vec::new();
+    for (signo, name) in interrupt::SIGNALS {
+        let s = signal(SignalKind::from_raw(signo))
+            .map_err(|e| Error::io("cannot watch for signals", name)(e))?;
+        streams.push(s);
+    }
+    let handled = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let watcher = tokio::spawn(watch_signals(streams, tx, engine.cloned(), handled.clone()));
+    tokio::select! {
+        r = fut => {
+            watcher.abort();
+            return r;
+        }
+        Ok(_) = rx => {}
     };
-    eprintln!("{signal}: stopping the build and removing its containers");
+    handled.store(true, Ordering::SeqCst);
+    let err = interrupt::error().unwrap_or(Error::Interrupted {
+        signal: "a signal",
+        code: 130,
+    });
+    if let Error::Interrupted { signal, .. } = &err {
+        say(&format!(
+            "{signal}: stopping the build and removing its containers"
+        ));
+    }
     if let Some(engine) = engine {
         engine.remove_run_containers().await;
     }
-    Err(Error::Interrupted { signal, code })
+    watcher.abort();
+    Err(err)
+}
+
+/// How long the build may take to notice a signal before the watcher stops it the hard way.
+const GRACE: Duration = Duration::from_millis(500);
+
+/// Waits for the first stopping signal, records it and tells the build; if the build is still
+/// busy after [`GRACE`] (blocking work the signal cannot drop), removes the run's containers and
+/// exits, after any placing of outputs under way has finished.
+async fn watch_signals(
+    mut streams: Vec<tokio::signal::unix::Signal>,
+    tx: tokio::sync::oneshot::Sender<i32>,
+    engine: Option<DockerEngine>,
+    handled: Arc<AtomicBool>,
+) {
+    let recvs = streams
+        .iter_mut()
+        .zip(interrupt::SIGNALS)
+        .map(|(s, (n, _))| {
+            Box::pin(async move {
+                s.recv().await;
+                n
+            })
+        });
+    let (signo, _, _) = futures_util::future::select_all(recvs).await;
+    interrupt::request(signo);
+    let _ = tx.send(signo);
+    tokio::time::sleep(GRACE).await;
+    if handled.load(Ordering::SeqCst) {
+        return;
+    }
+    let Some(Error::Interrupted { signal, code }) = interrupt::error() else {
+        return;
+    };
+    say(&format!(
+        "{signal}: stopping the build and removing its containers"
+    ));
+    if let Some(engine) = &engine {
+        engine.remove_run_containers().await;
+    }
+    let _placing = interrupt::workspace_lock();
+    say(&format!(
+        "error: interrupted by {signal}; removed the run's containers"
+    ));
+    std::process::exit(code);
+}
+
+/// A line on stderr that never panics: after SIGHUP the terminal may be gone.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }

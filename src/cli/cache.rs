@@ -1,11 +1,13 @@
 //! `cache-status`, `clean-cache`, `clean-all`.
 
+use std::collections::BTreeSet;
+
 use crate::cache::{LocalStore, human_size};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::executor::DockerEngine;
-use crate::workspace::paths;
 use crate::fingerprint::InputFiles;
+use crate::workspace::paths;
 
 /// The seed's "Build Cache Status" block, a line per task, and the limits.
 pub fn status(config: &Config, json: bool) -> Result<()> {
@@ -80,12 +82,21 @@ pub fn clean_cache(config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// The cache, every task's outputs in the workspace, and the cache volume.
+/// The cache, every task's outputs in the workspace (but files git tracks), and the cache
+/// volume. Whatever could stop the volume's removal is checked before anything is removed.
 pub async fn clean_all(config: &Config, labels: &[(String, String)]) -> Result<()> {
+    let engine = DockerEngine::connect(&super::run_id(), labels).await?;
+    let volume = &config.settings.cache_volume;
+    let present = engine.check_volume_removable(volume).await?;
+    let tracked = git_tracked(config)?;
     clean_cache(config)?;
-    let (mut files, mut bytes) = (0u64, 0u64);
+    let (mut files, mut bytes, mut kept) = (0u64, 0u64, 0usize);
     for task in config.tasks.values() {
         for f in InputFiles::from_outputs(&config.root, &task.outputs)? {
+            if tracked.contains(&f.rel) {
+                kept += 1;
+                continue;
+            }
             bytes += std::fs::symlink_metadata(&f.abs)
                 .map(|m| m.len())
                 .unwrap_or(0);
@@ -94,23 +105,88 @@ pub async fn clean_all(config: &Config, labels: &[(String, String)]) -> Result<(
             paths::remove(&config.root, &f.rel)?;
         }
         for out in task.outputs.iter().filter(|o| !o.is_glob()) {
-            if config.root.join(&out.path).is_dir() {
+            let p = config.root.join(&out.path);
+            let below = format!("{}/", out.path);
+            if !p.is_dir() {
+                continue;
+            }
+            if tracked.iter().any(|t| t.starts_with(&below)) {
+                remove_empty_dirs(&p);
+            } else {
                 paths::remove(&config.root, &out.path)?;
             }
         }
     }
+    let kept = match kept {
+        0 => String::new(),
+        n => format!("; kept {n} files git tracks"),
+    };
     println!(
-        "Outputs: removed {files} files, {} from the workspace",
+        "Outputs: removed {files} files, {} from the workspace{kept}",
         human_size(bytes)
     );
-    let engine = DockerEngine::connect(&super::run_id(), labels).await?;
-    let volume = &config.settings.cache_volume;
-    if engine.remove_volume(volume).await? {
+    if present && engine.remove_volume(volume).await? {
         println!("Volume: removed {volume}");
     } else {
         println!("Volume: {volume} did not exist");
     }
     Ok(())
+}
+
+/// The project-relative paths git tracks below the outputs: `clean-all` never removes those.
+/// Empty when git is not installed or the project is not in a repository.
+fn git_tracked(config: &Config) -> Result<BTreeSet<String>> {
+    let mut prefixes: Vec<String> = config
+        .tasks
+        .values()
+        .flat_map(|t| t.outputs.iter().map(|o| o.prefix()))
+        .map(|p| if p.is_empty() { ".".to_string() } else { p })
+        .collect();
+    prefixes.sort();
+    prefixes.dedup();
+    if prefixes.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let out = match std::process::Command::new("git")
+        .arg("-C")
+        .arg(&config.root)
+        .args(["--literal-pathspecs", "ls-files", "-z", "--"])
+        .env("LC_ALL", "C")
+        .args(&prefixes)
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
+        Err(e) => return Err(Error::io("cannot run git ls-files", &config.root)(e)),
+    };
+    if !out.status.success() {
+        let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        if why.contains("not a git repository") {
+            return Ok(BTreeSet::new());
+        }
+        // Not knowing what git tracks, remove nothing.
+        return Err(Error::io(
+            "cannot ask git which output files it tracks",
+            &config.root,
+        )(std::io::Error::other(why)));
+    }
+    Ok(out
+        .stdout
+        .split(|b| *b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect())
+}
+
+/// Removes the folders below `dir` (and `dir`) that are empty once the untracked files are gone;
+/// never follows a link.
+fn remove_empty_dirs(dir: &std::path::Path) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_empty_dirs(&e.path());
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// Re-hashes every entry; reports and evicts the bad ones. Fails when any was bad.

@@ -84,7 +84,13 @@ impl Cli {
             .enable_all()
             .build()
             .map_err(Error::io("cannot start the async runtime", "<runtime>"))?;
-        runtime.block_on(self.run())
+        let result = runtime.block_on(self.run());
+        if matches!(result, Err(Error::Interrupted { .. })) {
+            // Blocking work of the dropped build (a restore stops at its next file) gets a
+            // moment to wind down and clean up; the process is exiting either way.
+            runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+        }
+        result
     }
 
     async fn run(self) -> Result<()> {

@@ -188,7 +188,7 @@ impl ConfigFile {
                     String::new()
                 }
                 Some(v) => v.into_inner(),
-                None => "flamenco-build-cache".into(),
+                None => Settings::default_cache_volume(&root),
             };
             let jobs = match s.jobs {
                 Some(j) if *j.get_ref() < 1 || *j.get_ref() > 256 => {
@@ -203,9 +203,10 @@ impl ConfigFile {
             };
             let user = match s.user {
                 Some(u) => {
-                    let ids = u.get_ref().split_once(':').and_then(|(a, b)| {
-                        Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?))
-                    });
+                    let ids = u
+                        .get_ref()
+                        .split_once(':')
+                        .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)));
                     if ids.is_none() {
                         err(
                             u.span(),

@@ -39,7 +39,8 @@ pub struct Config {
 pub struct Settings {
     /// The artifact cache, relative to the root unless absolute.
     pub cache_dir: PathBuf,
-    /// The named volume mounted at /cache in every task container.
+    /// The named volume mounted at /cache in every task container: by default one per project
+    /// ([`Settings::default_cache_volume`]); a name shared by several projects is explicit.
     pub cache_volume: String,
     pub jobs: usize,
     /// `uid:gid` to run tasks as, parsed; by default the invoking user's ([`Settings::user_ids`]).
@@ -62,6 +63,13 @@ impl Settings {
                 nix::unistd::getgid().as_raw(),
             )
         })
+    }
+
+    /// The cache volume of a project that names none: its own, named from its root (the
+    /// canonical path), so that no other project's tasks can read or poison it.
+    pub fn default_cache_volume(root: &Path) -> String {
+        let digest = crate::fingerprint::hash_bytes(root.as_os_str().as_encoded_bytes());
+        format!("flamenco-build-cache-{}", &digest[..12])
     }
 
     pub fn default_jobs() -> usize {

@@ -378,3 +378,29 @@ fn diagnostics_quote_the_line() {
        |         ^
     "#);
 }
+
+// Issue 10 finding 6: a project that names no cache volume gets its own, named from its root.
+// Failed on main before this change: every such project got the machine-wide
+// `flamenco-build-cache`.
+#[test]
+fn the_default_cache_volume_is_the_projects_own() {
+    let text = "[toolchains.go]\nimage = \"go\"\n[tasks.t]\ntoolchain = \"go\"\nrun = \"true\"\noutputs = [\"o\"]\n";
+    let at = |root: &str| {
+        Config::parse(PathBuf::from(root), Source::new("f.toml", text), false)
+            .unwrap()
+            .settings
+            .cache_volume
+    };
+    let (a, b) = (at("/work/a"), at("/work/b"));
+    assert_ne!(a, b);
+    assert_eq!(a, at("/work/a"), "the same project, the same volume");
+    let hex = a.strip_prefix("flamenco-build-cache-").unwrap();
+    assert!(hex.len() == 12 && hex.chars().all(|c| c.is_ascii_hexdigit()));
+    let shared = format!("[settings]\ncache_volume = \"shared\"\n{text}");
+    let c = Config::parse(
+        PathBuf::from("/work/a"),
+        Source::new("f.toml", shared),
+        false,
+    );
+    assert_eq!(c.unwrap().settings.cache_volume, "shared");
+}

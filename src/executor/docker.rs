@@ -31,6 +31,9 @@ pub const LABEL_TASK: &str = "dev.flamenco-build.task";
 pub const LABEL_PID: &str = "dev.flamenco-build.pid";
 pub const LABEL_HOST: &str = "dev.flamenco-build.host";
 
+/// At most this many processes in a task's container: a fork bomb stays in its container.
+const PIDS_LIMIT: i64 = 4096;
+
 /// How many log lines a failed task shows.
 const LOG_TAIL: usize = 50;
 
@@ -47,6 +50,8 @@ pub struct DockerEngine {
     /// a build that runs nothing never gets that far.
     prepared: Arc<tokio::sync::OnceCell<()>>,
     created: Arc<std::sync::atomic::AtomicUsize>,
+    /// Set once the engine's `/_ping` said it is a Docker engine (asked only when needed).
+    is_docker: Arc<tokio::sync::OnceCell<()>>,
 }
 
 impl DockerEngine {
@@ -91,6 +96,7 @@ impl DockerEngine {
             active: Arc::default(),
             prepared: Arc::default(),
             created: Arc::default(),
+            is_docker: Arc::default(),
         })
     }
 
@@ -124,6 +130,37 @@ impl DockerEngine {
         }
     }
 
+    /// Fails, naming the host, when what answers there is not a Docker engine: any HTTP server
+    /// answers "not found", which would otherwise read as an image or volume that is missing.
+    /// Asked at most once per run, and only on such an answer, so a no-change build makes no
+    /// extra call.
+    pub(crate) async fn ensure_is_docker(&self) -> Result<()> {
+        self.is_docker
+            .get_or_try_init(|| async {
+                let not_docker = |what: String| Error::DockerUnavailable {
+                    host: self.host.clone(),
+                    reason: format!("what answers there is not a Docker engine ({what})"),
+                };
+                match tokio::time::timeout(Duration::from_secs(30), self.docker.ping()).await {
+                    Ok(Ok(body)) if body.trim() == "OK" => Ok(()),
+                    Ok(Ok(body)) => Err(not_docker(format!(
+                        "GET /_ping answered `{}`, not `OK`",
+                        body.chars().take(40).collect::<String>()
+                    ))),
+                    Ok(Err(BollardError::DockerResponseServerError { status_code, .. })) => Err(
+                        not_docker(format!("GET /_ping answered HTTP {status_code}")),
+                    ),
+                    Ok(Err(e)) => Err(self.err("GET /_ping")(e)),
+                    Err(_) => Err(Error::DockerUnavailable {
+                        host: self.host.clone(),
+                        reason: "GET /_ping timed out".into(),
+                    }),
+                }
+            })
+            .await?;
+        Ok(())
+    }
+
     /// Every container (running or not) matching a label filter (`key` or `key=value`).
     async fn containers_labelled(
         &self,
@@ -135,10 +172,19 @@ impl DockerEngine {
             .all(true)
             .filters(&filters)
             .build();
-        self.docker
-            .list_containers(Some(opts))
-            .await
-            .map_err(self.err("listing containers"))
+        match self.docker.list_containers(Some(opts)).await {
+            Ok(list) => Ok(list),
+            // A Docker engine always has a container list: another server answered.
+            Err(
+                e @ BollardError::DockerResponseServerError {
+                    status_code: 404, ..
+                },
+            ) => {
+                self.ensure_is_docker().await?;
+                Err(self.err("listing containers")(e))
+            }
+            Err(e) => Err(self.err("listing containers")(e)),
+        }
     }
 
     /// Removes containers left by earlier runs of this host whose process is gone (a crash, a
@@ -170,7 +216,7 @@ impl DockerEngine {
         Ok(reaped)
     }
 
-    /// How many containers this run has created so far.
+    /// How many containers this run has asked the engine to create so far.
     pub fn containers_created(&self) -> usize {
         self.created.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -313,6 +359,66 @@ impl DockerEngine {
         }
     }
 
+    /// Whether the volume `name` exists; an error when `clean-all` may not remove it: it was
+    /// not created by flamenco-build (it lacks our label), or a container uses it.
+    pub async fn check_volume_removable(&self, name: &str) -> Result<bool> {
+        let volume = match self.docker.inspect_volume(name).await {
+            Ok(v) => v,
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {
+                self.ensure_is_docker().await?;
+                return Ok(false);
+            }
+            Err(e) => return Err(self.err(format!("inspecting volume {name}"))(e)),
+        };
+        if volume.labels.get(LABEL_ROOT).map(String::as_str) != Some("1") {
+            return Err(Error::ForeignVolume {
+                volume: name.to_string(),
+            });
+        }
+        self.fail_if_in_use(name).await?;
+        Ok(true)
+    }
+
+    /// An error naming the containers (running or not: the engine counts both) that use the
+    /// volume `name`, if any do.
+    async fn fail_if_in_use(&self, name: &str) -> Result<()> {
+        let mut filters = HashMap::new();
+        filters.insert("volume".to_string(), vec![name.to_string()]);
+        let opts = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let users: Vec<String> = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(self.err(format!("listing the containers using volume {name}")))?
+            .into_iter()
+            .map(|c| {
+                let id = c.id.unwrap_or_default();
+                let who = c
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .map(|n| n.trim_start_matches('/').to_string())
+                    .unwrap_or_else(|| id.chars().take(12).collect());
+                let state = c.state.map(|s| s.to_string()).unwrap_or_default();
+                format!(
+                    "container `{who}` ({state}, image {})",
+                    c.image.unwrap_or_default()
+                )
+            })
+            .collect();
+        if users.is_empty() {
+            return Ok(());
+        }
+        Err(Error::VolumeInUse {
+            volume: name.to_string(),
+            users: users.join(", "),
+        })
+    }
+
     /// Removes a volume (`clean-all`); false when there was none.
     pub async fn remove_volume(&self, name: &str) -> Result<bool> {
         match self
@@ -324,6 +430,15 @@ impl DockerEngine {
             Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(false),
+            // A container started using it since the check: say which.
+            Err(
+                e @ BollardError::DockerResponseServerError {
+                    status_code: 409, ..
+                },
+            ) => {
+                self.fail_if_in_use(name).await?;
+                Err(self.err(format!("removing volume {name}"))(e))
+            }
             Err(e) => Err(self.err(format!("removing volume {name}"))(e)),
         }
     }
@@ -335,14 +450,17 @@ impl DockerEngine {
     }
 
     async fn create(&self, body: ContainerCreateBody) -> Result<String> {
+        // No container is created once the build was told to stop.
+        crate::interrupt::check()?;
+        // Counted before the request: a build dropped while one is in flight still sweeps it.
+        self.created
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let resp = self
             .docker
             .create_container(Some(CreateContainerOptionsBuilder::new().build()), body)
             .await
             .map_err(self.err("creating a container"))?;
         self.active.lock().expect("lock").insert(resp.id.clone());
-        self.created
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(resp.id)
     }
 
@@ -395,6 +513,7 @@ impl DockerEngine {
         t.upload = started.elapsed();
 
         let started = Instant::now();
+        crate::interrupt::check()?;
         self.docker
             .start_container(id, None)
             .await
@@ -452,6 +571,13 @@ impl DockerEngine {
 
         let started = Instant::now();
         for out in &job.task.outputs {
+            // Extracting makes missing folders: into a staging folder deleted meanwhile (with
+            // the project), that would create the project's path anew.
+            if !staging.is_dir() {
+                return Err(Error::io("the staging folder is gone", staging)(
+                    std::io::ErrorKind::NotFound.into(),
+                ));
+            }
             let prefix = out.prefix();
             let path = if prefix.is_empty() {
                 format!("/{WORKSPACE}/.")
@@ -605,6 +731,7 @@ impl Executor for DockerEngine {
                 memory: job.task.memory.map(|m| m as i64),
                 memory_swap: job.task.memory.map(|m| m as i64),
                 nano_cpus: job.task.cpus.map(|c| (c * 1e9) as i64),
+                pids_limit: Some(PIDS_LIMIT),
                 ..Default::default()
             }),
             ..Default::default()

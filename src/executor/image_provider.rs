@@ -56,7 +56,10 @@ impl<'a> ImageProvider<'a> {
             Ok(i) => Ok(i.id),
             Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..
-            }) => Ok(None),
+            }) => {
+                self.engine.ensure_is_docker().await?;
+                Ok(None)
+            }
             Err(e) => Err(self.engine.err(format!("inspecting image {image}"))(e)),
         }
     }

@@ -14,5 +14,5 @@ pub use digest::{
 };
 pub use input_files::{FileKind, InputFile, InputFiles, Skipped};
 pub use key::{KEY_FORMAT, KeyRecipe, TaskKey, diff_files, env_value_hash};
-pub use stat_cache::StatCache;
+pub use stat_cache::{StatCache, changed_since_read};
 pub use workspace_snapshot::{TaskSnapshot, WorkspaceSnapshot};

@@ -42,6 +42,39 @@ impl Stat {
     }
 }
 
+/// The files of `files` that may not be what their digests in `expected` (the key's) say: their
+/// stat is not the one recorded when they were read for the key, or it is but was so recent
+/// (`since_ns`, the build's start, minus the clock's granularity) that an edit need not change
+/// it, and then their content no longer has the expected digest. Files without a recorded stat
+/// or an expected digest are taken as they are.
+pub fn changed_since_read<'a>(
+    files: &'a [InputFile],
+    expected: &Manifest,
+    since_ns: i128,
+) -> Vec<&'a str> {
+    files
+        .par_iter()
+        .filter(|f| {
+            // A folder's own mtime moves with what lies in it; its files are checked one by one.
+            if f.kind == super::FileKind::Dir {
+                return false;
+            }
+            let (Some(then), Some(want)) = (f.stat, expected.get(&f.rel)) else {
+                return false;
+            };
+            let Ok(now) = std::fs::symlink_metadata(&f.abs).map(|m| Stat::of(&m)) else {
+                return true;
+            };
+            if now != then {
+                return true;
+            }
+            let racy = then.mtime_ns.max(then.ctime_ns) > since_ns - RACY_NS;
+            racy && hash_file(f).map_or(true, |h| h != want.sha256)
+        })
+        .map(|f| f.rel.as_str())
+        .collect()
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct File {
     format: u32,
@@ -260,6 +293,51 @@ mod tests {
             err.contains(&dir.path().join("a").display().to_string()),
             "{err}"
         );
+    }
+
+    // Supports issue 10 finding 7 (e2e: f7_an_input_edited_while_the_build_runs_is_not_cached_
+    // under_the_old_key, which failed on main): a file is as read when its stat is; a file
+    // changed about when reading began is checked against its digest too.
+    #[test]
+    fn files_changed_since_they_were_read_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["same", "grown"] {
+            std::fs::write(dir.path().join(f), "one").unwrap();
+        }
+        let read = |rel: &str| {
+            let mut f = input(dir.path(), rel);
+            f.stat = Some(Stat::of(&std::fs::symlink_metadata(&f.abs).unwrap()));
+            f
+        };
+        let files = [read("same"), read("grown")];
+        std::fs::write(dir.path().join("grown"), "three").unwrap();
+        let digest = |text: &str| FileDigest {
+            sha256: super::super::digest::hash_bytes(text.as_bytes()),
+            size: text.len() as u64,
+            executable: false,
+            link: None,
+            mode: None,
+            dir: false,
+        };
+        let key = |same: &str| -> Manifest {
+            [("same", digest(same)), ("grown", digest("one"))]
+                .into_iter()
+                .map(|(r, d)| (r.to_string(), d))
+                .collect()
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i128;
+        // Files changed well before reading began (an hour later here): their stat is trusted.
+        let later = now + 3_600_000_000_000;
+        assert_eq!(changed_since_read(&files, &key("two"), later), ["grown"]);
+        // Changed about when reading began: the content must also be what the key says.
+        assert_eq!(
+            changed_since_read(&files, &key("two"), now),
+            ["same", "grown"]
+        );
+        assert_eq!(changed_since_read(&files, &key("one"), now), ["grown"]);
     }
 
     #[test]

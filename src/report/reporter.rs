@@ -170,14 +170,11 @@ impl Reporter {
         self.end_bar(task);
     }
 
-    pub fn finished(&self, task_time: Duration) {
+    /// The end of a successful build: its time, and `efficiency` (see
+    /// [`super::efficiency`]) with the tasks' time added up.
+    pub fn finished(&self, task_time: Duration, efficiency: f64) {
         let wall = self.elapsed();
         self.line(&format!("{}: Build completed in {}", self.mode, secs(wall)));
-        let efficiency = if wall.is_zero() {
-            100.0
-        } else {
-            task_time.as_secs_f64() / wall.as_secs_f64() * 100.0
-        };
         self.line(&format!(
             "{}: Parallel efficiency: {efficiency:.1}% ({} total task time)",
             self.mode,

@@ -37,6 +37,17 @@ pub(crate) struct Context<E> {
     pub(crate) in_container: Mutex<BTreeSet<String>>,
     /// Whether this build saved anything to the cache.
     pub(crate) saved: AtomicBool,
+    /// Each task's start and wait for a slot.
+    clocks: Mutex<HashMap<String, TaskClock>>,
+}
+
+/// When a task began and how long it waited for a slot: its time is from its start, without
+/// the wait (a task queued behind others is not slow).
+#[derive(Debug, Clone, Copy)]
+struct TaskClock {
+    began: Instant,
+    wait: Duration,
+    wait_at: Duration,
 }
 
 impl<E> Context<E> {
@@ -63,6 +74,47 @@ impl<E> Context<E> {
             indices: Mutex::default(),
             in_container: Mutex::default(),
             saved: AtomicBool::new(false),
+            clocks: Mutex::default(),
+        }
+    }
+
+    /// Starts a task's clock.
+    pub(crate) fn clock_in(&self, task: &str, began: Instant) {
+        let clock = TaskClock {
+            began,
+            wait: Duration::ZERO,
+            wait_at: Duration::ZERO,
+        };
+        self.clocks
+            .lock()
+            .expect("clocks")
+            .insert(task.to_string(), clock);
+    }
+
+    /// Adds a wait for a container slot, which began at `queued`, to the task's clock.
+    pub(crate) fn clock_wait(&self, task: &str, queued: Instant) {
+        if let Some(c) = self.clocks.lock().expect("clocks").get_mut(task) {
+            if c.wait.is_zero() {
+                c.wait_at = queued.saturating_duration_since(c.began);
+            }
+            c.wait += queued.elapsed();
+        }
+    }
+
+    /// A task's time so far: from its start, without its wait for a slot.
+    pub(crate) fn task_time(&self, task: &str) -> Duration {
+        match self.clocks.lock().expect("clocks").get(task) {
+            Some(c) => c.began.elapsed().saturating_sub(c.wait),
+            None => Duration::ZERO,
+        }
+    }
+
+    /// Sets the outcome's total time and its wait from the task's clock.
+    pub(crate) fn clock_out(&self, outcome: &mut TaskOutcome) {
+        outcome.total = self.task_time(&outcome.task);
+        if let Some(c) = self.clocks.lock().expect("clocks").get(&outcome.task) {
+            outcome.wait = c.wait;
+            outcome.wait_at = c.wait_at;
         }
     }
 

@@ -38,6 +38,9 @@ pub struct CacheMode {
     pub explain: bool,
     /// The tasks' inputs and outputs read ahead, when the build began.
     pub snapshot: Option<WorkspaceSnapshot>,
+    /// When the build began reading the workspace: a file changed about then may have been
+    /// changed again without its stat showing it (see [`crate::fingerprint::changed_since_read`]).
+    pub reading_began: std::time::SystemTime,
 }
 
 /// How the walk goes: one task at a time in plan order (`build`, `build-incremental`), or every
@@ -81,13 +84,21 @@ impl<E: Executor + Send + Sync + 'static> Scheduler<E> {
 
     /// Runs `plan` (in dependency order); returns what happened to each task and the build's
     /// error (the first failure).
-    pub async fn run(self, plan: &[String], mode: RunMode) -> (BuildSummary, Option<Trace>, Result<()>) {
+    pub async fn run(
+        self,
+        plan: &[String],
+        mode: RunMode,
+    ) -> (BuildSummary, Option<Trace>, Result<()>) {
         let mut ctx = self.ctx;
         ctx.plan = plan.to_vec();
         let walk_plan = Plan::from_names(plan, |t| ctx.task(t).deps.iter().map(String::as_str))
             .expect("a graph's plan is in dependency order");
         let options = WalkOptions {
-            limit: if mode == RunMode::Sequential { 1 } else { plan.len().max(1) },
+            limit: if mode == RunMode::Sequential {
+                1
+            } else {
+                plan.len().max(1)
+            },
             policy: match mode {
                 RunMode::Parallel { keep_going: true } => Policy::KeepGoing,
                 _ => Policy::FailFast,
@@ -124,7 +135,7 @@ impl<E> Context<E> {
         match state {
             walk::TaskState::Done(o) => self.report_done(o),
             walk::TaskState::Failed(err) => {
-                let took = self.reporter.elapsed();
+                let took = self.task_time(name);
                 self.reporter
                     .task_failed(self.index(name), self.total(), name, took);
                 // The first failure is the build's error (printed at the end); later ones
@@ -180,7 +191,8 @@ impl<E> Context<E> {
     /// after a failure.
     fn close(&self, summary: &BuildSummary, error: Option<Error>, mode: RunMode) -> Result<()> {
         let Some(e) = error else {
-            self.reporter.finished(summary.task_time());
+            self.reporter
+                .finished(summary.task_time(), summary.efficiency());
             return Ok(());
         };
         let line = match mode {
@@ -205,6 +217,9 @@ impl<E> Context<E> {
     /// After a build, failed or not: remember file hashes, trim the cache.
     fn finish(&self) {
         let t = Instant::now();
+        if self.workspace.check_root().is_err() {
+            return;
+        }
         let Some(c) = &self.cache else { return };
         if let Err(e) = c.stat_cache.save() {
             self.reporter

@@ -14,7 +14,9 @@ use crate::cache::Lookup;
 use crate::config::Task;
 use crate::error::{Error, Result};
 use crate::executor::{Executor, TaskJob, Timings};
-use crate::fingerprint::{InputFile, InputFiles, KeyRecipe, Manifest, StatCache};
+use crate::fingerprint::{
+    InputFile, InputFiles, KeyRecipe, Manifest, StatCache, changed_since_read,
+};
 use crate::report::CACHE_ROW;
 
 /// A task's key and what it was computed from.
@@ -29,19 +31,17 @@ impl<E: Executor + Send + Sync + 'static> RunTask for Context<E> {
     type Output = TaskOutcome;
     type Error = Error;
 
-    fn run(
+    async fn run(
         self: Arc<Self>,
         id: TaskId,
         deps: Vec<(TaskId, Arc<TaskOutcome>)>,
-    ) -> impl Future<Output = Result<TaskOutcome>> + Send + 'static {
-        async move {
-            let dep_outputs: BTreeMap<String, Manifest> = deps
-                .iter()
-                .map(|(_, o)| (o.task.clone(), o.outputs.clone()))
-                .collect();
-            let name = self.plan[id.index()].clone();
-            self.build_task(&name, &dep_outputs).await
-        }
+    ) -> Result<TaskOutcome> {
+        let dep_outputs: BTreeMap<String, Manifest> = deps
+            .iter()
+            .map(|(_, o)| (o.task.clone(), o.outputs.clone()))
+            .collect();
+        let name = self.plan[id.index()].clone();
+        self.build_task(&name, &dep_outputs).await
     }
 
     fn panicked(&self, id: TaskId, message: String) -> Error {
@@ -73,9 +73,10 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
     ) -> Result<TaskOutcome> {
         let task = self.task(name);
         let started = Instant::now();
+        self.clock_in(name, started);
         let mut outcome = TaskOutcome::new(name, started.saturating_duration_since(self.origin()));
         let Some(mode) = &self.cache else {
-            return self.run_uncached(task, outcome, started).await;
+            return self.run_uncached(task, outcome).await;
         };
         let mut keyed = self.key_of(mode, task, dep_outputs).await?;
         let key = keyed.recipe.key();
@@ -84,10 +85,14 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         let span = format!("{name}: key");
         self.span(span, "phase", CACHE_ROW, started, outcome.key_time);
         tracing::debug!(task = %name, took = ?outcome.key_time, files = keyed.inputs.len(), "computed the key");
-        if self.from_cache(mode, task, &mut keyed, &mut outcome).await? {
+        if self
+            .from_cache(mode, task, &mut keyed, &mut outcome)
+            .await?
+        {
             return Ok(self.finish_outcome(outcome, started, CACHE_ROW));
         }
-        self.run_and_save(mode, task, keyed, outcome, started).await
+        self.run_and_save(mode, task, keyed, dep_outputs, outcome)
+            .await
     }
 
     /// `build`: gather the task's files, run it, place its outputs; no key, no cache.
@@ -95,7 +100,6 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         self: &Arc<Self>,
         task: &Task,
         mut outcome: TaskOutcome,
-        started: Instant,
     ) -> Result<TaskOutcome> {
         let ctx = self.clone();
         let name = task.name.clone();
@@ -105,11 +109,13 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
             ctx.with_dep_outputs(task, inputs)
         })
         .await?;
-        let (run, staging) = self.run_staged(task, files).await?;
+        let ran = self.run_staged(task, files).await;
+        self.workspace.check_root()?;
+        let (run, staging) = ran?;
         outcome.run = run;
         self.place(staging.path(), task).await?;
         outcome.index = self.index(&task.name);
-        outcome.total = started.elapsed();
+        self.clock_out(&mut outcome);
         Ok(outcome)
     }
 
@@ -186,6 +192,8 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         let t = Instant::now();
         let staging = self.workspace.staging(&task.name)?;
         if let Err(e) = mode.cache.restore(&task.name, &hit, staging.path()).await {
+            // An interrupted restore is not a corrupt entry.
+            crate::interrupt::check()?;
             self.reporter
                 .warn(&format!("{e}; evicted, running the task"));
             return Ok(false);
@@ -207,18 +215,23 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         mode: &CacheMode,
         task: &Task,
         keyed: Keyed,
+        dep_outputs: &BTreeMap<String, Manifest>,
         mut outcome: TaskOutcome,
-        started: Instant,
     ) -> Result<TaskOutcome> {
         let (ctx, name, inputs) = (self.clone(), task.name.clone(), keyed.inputs);
         let files = blocking(move || ctx.with_dep_outputs(ctx.task(&name), inputs)).await?;
-        let (run, staging) = self.run_staged(task, files).await?;
+        let given = files.clone();
+        let ran = self.run_staged(task, files).await;
+        self.workspace.check_root()?;
+        let (run, staging) = ran?;
         outcome.run = run;
+        let changed = self
+            .given_files_changed(mode, task, given, &keyed.recipe, dep_outputs)
+            .await?;
         let manifest = staged_manifest(task, staging.path()).await?;
         let t = Instant::now();
-        if !self.workspace.disk_full() {
-            self.saved
-                .store(true, std::sync::atomic::Ordering::Relaxed);
+        if !self.workspace.disk_full() && !changed {
+            self.saved.store(true, std::sync::atomic::Ordering::Relaxed);
             let saved = mode.cache.save(
                 &task.name,
                 &keyed.recipe,
@@ -237,20 +250,67 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         outcome.result = CacheResult::Built;
         outcome.outputs = manifest;
         outcome.index = self.index(&task.name);
-        outcome.total = started.elapsed();
+        self.clock_out(&mut outcome);
         Ok(outcome)
     }
 
+    /// Whether a file the task was given may not be what its key was computed from (it changed
+    /// while the build ran): then what the task saw is not what the key says, and its result
+    /// must not be cached under that key. Warns, naming the files.
+    async fn given_files_changed(
+        &self,
+        mode: &CacheMode,
+        task: &Task,
+        given: Vec<InputFile>,
+        recipe: &KeyRecipe,
+        dep_outputs: &BTreeMap<String, Manifest>,
+    ) -> Result<bool> {
+        let mut expected = recipe.inputs.clone();
+        for dep in &task.deps {
+            expected.extend(dep_outputs.get(dep).cloned().unwrap_or_default());
+        }
+        let since = mode
+            .reading_began
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        let changed = blocking(move || {
+            let changed = changed_since_read(&given, &expected, since);
+            Ok(changed.into_iter().map(String::from).collect::<Vec<_>>())
+        })
+        .await?;
+        if changed.is_empty() {
+            return Ok(false);
+        }
+        let mut names = changed[..changed.len().min(5)].join(", ");
+        if changed.len() > 5 {
+            names.push_str(&format!(" and {} more", changed.len() - 5));
+        }
+        self.reporter.warn(&format!(
+            "task `{}`: {names} changed while the build ran; not cached",
+            task.name
+        ));
+        Ok(true)
+    }
+
     /// A cache answer: its number, its time, its span on the cache row.
-    fn finish_outcome(&self, mut outcome: TaskOutcome, started: Instant, row: usize) -> TaskOutcome {
+    fn finish_outcome(
+        &self,
+        mut outcome: TaskOutcome,
+        started: Instant,
+        row: usize,
+    ) -> TaskOutcome {
         outcome.index = self.index(&outcome.task);
-        outcome.total = started.elapsed();
+        self.clock_out(&mut outcome);
         self.span(outcome.task.clone(), "task", row, started, outcome.total);
         outcome
     }
 
     /// The outputs of a task as they are in the workspace now.
-    async fn workspace_outputs(&self, task: &Task, stat_cache: &Arc<StatCache>) -> Result<Manifest> {
+    async fn workspace_outputs(
+        &self,
+        task: &Task,
+        stat_cache: &Arc<StatCache>,
+    ) -> Result<Manifest> {
         let (root, outputs, stat_cache) = (
             self.config.root.clone(),
             task.outputs.clone(),
@@ -292,7 +352,9 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         files: Vec<InputFile>,
         staging: &std::path::Path,
     ) -> Result<Timings> {
+        let queued = Instant::now();
         let (_permit, slot) = self.slots.acquire().await;
+        self.clock_wait(&task.name, queued);
         self.in_container
             .lock()
             .expect("lock")
@@ -365,14 +427,9 @@ async fn staged_manifest(task: &Task, staging: &std::path::Path) -> Result<Manif
 }
 
 fn to_manifest(files: &[InputFile], stat_cache: &StatCache) -> Result<Manifest> {
-    stat_cache
-        .manifest(files)
-        .map_err(|source| Error::Io {
-            context: "cannot hash outputs",
-            path: files
-                .first()
-                .map(|f| f.abs.clone())
-                .unwrap_or_default(),
-            source,
-        })
+    stat_cache.manifest(files).map_err(|source| Error::Io {
+        context: "cannot hash outputs",
+        path: files.first().map(|f| f.abs.clone()).unwrap_or_default(),
+        source,
+    })
 }

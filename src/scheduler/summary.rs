@@ -38,10 +38,24 @@ pub struct TaskOutcome {
     pub run: Timings,
     pub restore_time: Duration,
     pub save_time: Duration,
+    /// Its time from its start to its end, but for its wait for a container slot.
     pub total: Duration,
+    /// How long it waited for a container slot, and when (after it began) that wait began.
+    pub wait: Duration,
+    pub wait_at: Duration,
 }
 
 impl TaskOutcome {
+    /// When it worked, after the build began: from its start to its end, but for its wait.
+    fn spans(&self) -> Vec<(Duration, Duration)> {
+        let end = self.began + self.wait + self.total;
+        if self.wait.is_zero() {
+            return vec![(self.began, end)];
+        }
+        let waited = self.began + self.wait_at;
+        vec![(self.began, waited), (waited + self.wait, end)]
+    }
+
     /// A task that began `began` after the build did, before anything is known of it.
     pub(crate) fn new(task: &str, began: Duration) -> TaskOutcome {
         TaskOutcome {
@@ -56,6 +70,8 @@ impl TaskOutcome {
             restore_time: Duration::ZERO,
             save_time: Duration::ZERO,
             total: Duration::ZERO,
+            wait: Duration::ZERO,
+            wait_at: Duration::ZERO,
         }
     }
 }
@@ -99,7 +115,22 @@ pub struct BuildSummary {
 }
 
 impl BuildSummary {
-    /// The time of all finished tasks added up (what the parallel efficiency divides).
+    /// The parallel efficiency in percent: the finished tasks' time over `wall × jobs`, at most
+    /// `jobs` tasks counted at once (see [`crate::report::efficiency`]).
+    pub fn efficiency(&self) -> f64 {
+        let spans: Vec<(Duration, Duration)> = self
+            .tasks
+            .iter()
+            .filter_map(|(_, s)| match s {
+                TaskState::Done(o) => Some(o.spans()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        crate::report::efficiency(&spans, self.wall, self.jobs)
+    }
+
+    /// The time of all finished tasks added up.
     pub fn task_time(&self) -> Duration {
         self.tasks
             .iter()
@@ -180,6 +211,7 @@ fn task_json(name: &str, state: &TaskState) -> serde_json::Value {
                 "restore": ms(o.restore_time),
                 "save": ms(o.save_time),
                 "total": ms(o.total),
+                "wait": ms(o.wait),
             });
             v["started_ms"] = json!(ms(o.began));
         }

@@ -23,6 +23,8 @@ pub(crate) struct Workspace {
     disk_full: AtomicBool,
     /// How many tasks' outputs this build has put in the workspace.
     placed: AtomicUsize,
+    /// The project folder's (device, inode) when the build began.
+    root_id: Option<(u64, u64)>,
 }
 
 impl Workspace {
@@ -32,11 +34,23 @@ impl Workspace {
             tmp: config.cache_dir().join("tmp"),
             disk_full: AtomicBool::new(false),
             placed: AtomicUsize::new(0),
+            root_id: folder_id(&config.root),
         }
     }
 
-    pub(crate) fn root(&self) -> &Path {
-        &self.root
+    /// Fails when the project folder is not the one the build began in (deleted or replaced):
+    /// writing on would create its paths anew.
+    pub(crate) fn check_root(&self) -> Result<()> {
+        let now = folder_id(&self.root);
+        if now.is_some() && now == self.root_id {
+            return Ok(());
+        }
+        Err(Error::Io {
+            context: "the project folder was deleted or replaced during the build; nothing more \
+                      is written to it",
+            path: self.root.clone(),
+            source: std::io::ErrorKind::NotFound.into(),
+        })
     }
 
     pub(crate) fn disk_full(&self) -> bool {
@@ -56,6 +70,7 @@ impl Workspace {
 
     /// A fresh staging folder for `task`'s outputs, removed when dropped.
     pub(crate) fn staging(&self, task: &str) -> Result<tempfile::TempDir> {
+        self.check_root()?;
         if self.disk_full() {
             return tempfile::Builder::new()
                 .prefix(&format!(".flamenco-build-staging-{task}-"))
@@ -78,8 +93,19 @@ impl Workspace {
         outputs: &[OutputPath],
         _lock: Option<File>,
     ) -> Result<()> {
+        // Nothing is placed once the build was told to stop, and a forced stop waits for a
+        // placing under way: outputs are never left half placed.
+        let _placing = crate::interrupt::workspace_lock();
+        crate::interrupt::check()?;
+        self.check_root()?;
         // Counted before the first rename: from here on the snapshot may be out of date.
         self.placed.fetch_add(1, Ordering::SeqCst);
         place_outputs(staging, &self.root, outputs)
     }
+}
+
+/// A folder's (device, inode): what tells it from another one made at the same path.
+fn folder_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }

@@ -74,4 +74,3 @@ fn copy_recursive(from: &Path, to: &Path) -> Result<()> {
             .map_err(Error::io("cannot write output", to))
     }
 }
-

@@ -5,6 +5,7 @@ mod support;
 
 mod boundary_archive;
 mod boundary_paths;
+mod boundary_runtime;
 mod cache;
 mod core_loop;
 mod dockerfile_dev;

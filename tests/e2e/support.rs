@@ -163,8 +163,8 @@ impl Project {
                 &repo().join("dockerfiles").display().to_string(),
             )
             .replace(
-                "cache_volume = \"flamenco-build-cache\"",
-                &format!("cache_volume = \"{volume}\""),
+                "[settings]\n",
+                &format!("[settings]\ncache_volume = \"{volume}\"\n"),
             );
         std::fs::write(&cfg, text).unwrap();
         Project {
