@@ -339,6 +339,12 @@ impl Built {
     pub fn cache_hit(&self, task: &str) -> bool {
         self.up_to_date(task) || self.restored(task)
     }
+
+    /// Finished well, whichever way.
+    #[track_caller]
+    pub fn done(&self, task: &str) -> bool {
+        self.ran(task) || self.cache_hit(task)
+    }
 }
 
 /// Counts the engine's container events carrying a test's label between two moments.
@@ -370,6 +376,28 @@ impl Events {
             &labels.filter(),
             "--format",
             "{{.Action}}",
+        ])
+    }
+
+    /// "task exit-code" of every container with `labels` that died (stopped or ended), until
+    /// now: 0 means its command finished, anything else that it was stopped or failed.
+    pub fn exits(&self, labels: &Labels) -> Vec<String> {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let until = format!("{:.3}", now_secs());
+        docker_lines(&[
+            "events",
+            "--since",
+            &self.since,
+            "--until",
+            &until,
+            "--filter",
+            "type=container",
+            "--filter",
+            "event=die",
+            "--filter",
+            &labels.filter(),
+            "--format",
+            "{{index .Actor.Attributes \"dev.flamenco-build.task\"}} {{.Actor.Attributes.exitCode}}",
         ])
     }
 }
