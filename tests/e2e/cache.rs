@@ -4,7 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use crate::support::{Events, Project, require_toolchain_images};
+use crate::support::{Events, Project, Run, require_toolchain_images};
 
 /// Two tasks: `gen` turns src/*.txt (minus comment lines) into out/, `use` copies it on.
 pub(crate) fn two_tasks() -> Project {
@@ -45,15 +45,6 @@ pub(crate) fn blob_of(p: &Project, task: &str, rel: &str) -> std::path::PathBuf 
         .join(sha)
 }
 
-pub(crate) fn ran(r: &crate::support::Run, task: &str) -> bool {
-    r.stdout.contains(&format!("Completed {task} ("))
-}
-
-pub(crate) fn cached(r: &crate::support::Run, task: &str) -> bool {
-    r.stdout.contains(&format!("Up to date {task} ("))
-        || r.stdout.contains(&format!("Restored {task} ("))
-}
-
 /// Builds, applies `change`, builds again with --explain: `gen` must run and its explain line
 /// must name `why`.
 fn assert_rebuilds_because(
@@ -64,21 +55,22 @@ fn assert_rebuilds_because(
 ) {
     p.run(&["build-incremental"]).ok();
     change(p);
-    let mut cmd = p.cmd(&["build-incremental", "--explain"]);
+    let mut cmd = p.build_cmd(&["build-incremental", "--explain"]);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let r = crate::support::Run::from(cmd.output().unwrap()).ok();
-    assert!(ran(&r, "gen"), "gen should have run:\n{}", r.stdout);
-    let line = r
-        .stdout
+    let b = Run::from(cmd.output().unwrap()).json().ok();
+    assert!(b.ran("gen"), "gen should have run:\n{}", b.run.all());
+    let line = b
+        .run
+        .stderr
         .lines()
         .find(|l| l.starts_with("explain: gen: miss"))
         .unwrap_or_default();
     assert!(
         line.contains(why),
         "explain should say `{why}`:\n{}",
-        r.stdout
+        b.run.stderr
     );
 }
 
@@ -215,21 +207,22 @@ fn key_changes_with_a_dependency_output_but_not_with_identical_output() {
     p.run(&["build-incremental"]).ok();
     // A comment line: gen runs again, produces the same output, and `use` stays up to date.
     p.write("src/a.txt", "# a comment\nalpha\n");
-    let r = p.run(&["build-incremental", "--explain"]).ok();
-    assert!(ran(&r, "gen") && cached(&r, "use"), "{}", r.stdout);
+    let b = p.build(&["build-incremental", "--explain"]).ok();
+    assert!(b.ran("gen") && b.cache_hit("use"), "{}", b.run.all());
     // Real content: `use` runs, because gen's output changed.
     p.write("src/a.txt", "alpha, changed\n");
-    let r = p.run(&["build-incremental", "--explain"]).ok();
-    assert!(ran(&r, "use"), "{}", r.stdout);
-    let line = r
-        .stdout
+    let b = p.build(&["build-incremental", "--explain"]).ok();
+    assert!(b.ran("use"), "{}", b.run.all());
+    let line = b
+        .run
+        .stderr
         .lines()
         .find(|l| l.starts_with("explain: use: miss"))
         .unwrap_or_default();
     assert!(
         line.contains("output of dependency gen changed"),
         "{}",
-        r.stdout
+        b.run.stderr
     );
     assert_eq!(
         std::fs::read_to_string(p.path().join("final.txt")).unwrap(),
@@ -248,15 +241,24 @@ fn touching_files_and_undeclared_env_change_nothing() {
         .unwrap();
     f.set_modified(std::time::SystemTime::now()).unwrap();
     let events = Events::start();
-    let r = crate::support::Run::from(
-        p.cmd(&["build-incremental", "--explain"])
+    let b = Run::from(
+        p.build_cmd(&["build-incremental", "--explain"])
             .env("SOME_UNDECLARED", "x")
             .output()
             .unwrap(),
     )
+    .json()
     .ok();
-    assert!(cached(&r, "gen") && cached(&r, "use"), "{}", r.stdout);
-    assert!(r.stdout.contains("explain: gen: hit"), "{}", r.stdout);
+    assert!(
+        b.up_to_date("gen") && b.up_to_date("use"),
+        "{}",
+        b.run.all()
+    );
+    assert!(
+        b.run.stderr.contains("explain: gen: hit"),
+        "{}",
+        b.run.stderr
+    );
     assert!(
         events.actions(&p.labels).is_empty(),
         "a no-change build touched containers"
@@ -267,12 +269,11 @@ fn touching_files_and_undeclared_env_change_nothing() {
 fn a_clone_in_another_folder_shares_keys() {
     require_toolchain_images();
     let p = two_tasks();
-    let first = p.run(&["build-incremental", "--explain"]).ok();
-    let keys = |out: &str| -> Vec<String> {
-        out.lines()
-            .filter(|l| l.starts_with("explain:"))
-            .map(|l| l.rsplit("(key ").next().unwrap().to_string())
-            .collect()
+    let first = p.build(&["build-incremental"]).ok();
+    let keys = |b: &crate::support::Built| -> Vec<String> {
+        ["gen", "use"]
+            .map(|t| b.task_json(t)["key"].as_str().unwrap().to_string())
+            .to_vec()
     };
     // Another folder with the same files and the same cache: everything is a hit, same keys.
     let other = tempfile::tempdir().unwrap();
@@ -287,16 +288,12 @@ fn a_clone_in_another_folder_shares_keys() {
     let r = Command::new(env!("CARGO_BIN_EXE_flamenco-build"))
         .arg("-C")
         .arg(other.path())
-        .args(["--label", &p.labels.arg(), "build-incremental", "--explain"])
+        .args(["--label", &p.labels.arg(), "build-incremental", "--json"])
         .output()
         .unwrap();
-    let r = crate::support::Run::from(r).ok();
-    assert!(
-        cached(&r, "gen") && r.stdout.contains("Restored use ("),
-        "{}",
-        r.stdout
-    );
-    assert_eq!(keys(&first.stdout), keys(&r.stdout));
+    let b = Run::from(r).json().ok();
+    assert!(b.cache_hit("gen") && b.restored("use"), "{}", b.run.all());
+    assert_eq!(keys(&first), keys(&b));
 }
 
 #[test]
@@ -315,12 +312,8 @@ fn deleted_outputs_are_restored_without_a_container() {
     std::fs::remove_dir_all(p.path().join("out")).unwrap();
     std::fs::remove_file(p.path().join("final.txt")).unwrap();
     let events = Events::start();
-    let r = p.run(&["build-incremental"]).ok();
-    assert!(
-        r.stdout.contains("Restored gen (") && r.stdout.contains("Restored use ("),
-        "{}",
-        r.stdout
-    );
+    let b = p.build(&["build-incremental"]).ok();
+    assert!(b.restored("gen") && b.restored("use"), "{}", b.run.all());
     assert_eq!(
         std::fs::read_to_string(p.path().join("final.txt")).unwrap(),
         "alpha\nbeta\n"
@@ -364,18 +357,17 @@ outputs = ["last.txt"]
         p.run(&[mode]).ok();
         std::fs::remove_dir_all(p.path().join("out")).unwrap();
         let events = Events::start();
-        let r = p.run(&[mode, "--explain"]).ok();
-        assert!(r.stdout.contains("Restored gen ("), "{mode}:\n{}", r.stdout);
+        let b = p.build(&[mode, "--explain"]).ok();
+        assert!(b.restored("gen"), "{mode}:\n{}", b.run.all());
         assert!(
-            r.stdout.contains("Up to date mid (") && r.stdout.contains("Up to date last ("),
-            "{mode}: `last` must key the restored out/a.txt:\n{}\n{}",
-            r.stdout,
-            r.stderr
+            b.up_to_date("mid") && b.up_to_date("last"),
+            "{mode}: `last` must key the restored out/a.txt:\n{}",
+            b.run.all()
         );
         assert!(
-            !r.stderr.contains("matches no file"),
+            !b.run.stderr.contains("matches no file"),
             "{mode}: {}",
-            r.stderr
+            b.run.stderr
         );
         assert!(
             events.actions(&p.labels).is_empty(),
@@ -394,7 +386,8 @@ fn corrupt_and_rebuild(corrupt: impl FnOnce(&std::path::Path)) {
     std::fs::set_permissions(&archive, std::fs::Permissions::from_mode(0o644)).unwrap();
     corrupt(&archive);
     std::fs::remove_file(p.path().join("final.txt")).unwrap();
-    let r = p.run(&["build-incremental"]).ok();
+    let b = p.build(&["build-incremental"]).ok();
+    let r = &b.run;
     assert!(
         r.stderr.contains("corrupt cache entry for use"),
         "{}",
@@ -406,7 +399,7 @@ fn corrupt_and_rebuild(corrupt: impl FnOnce(&std::path::Path)) {
         "reported once: {}",
         r.stderr
     );
-    assert!(ran(&r, "use"), "{}", r.stdout);
+    assert!(b.ran("use"), "{}", r.all());
     assert_eq!(
         std::fs::read_to_string(p.path().join("final.txt")).unwrap(),
         "alpha\nbeta\n"
@@ -506,13 +499,9 @@ fn a_no_change_build_of_the_example_touches_no_container() {
     let p = Project::example();
     p.run(&["build-incremental"]).ok();
     let events = Events::start();
-    let r = p.run(&["build-incremental"]).ok();
+    let b = p.build(&["build-incremental"]).ok();
     for task in crate::support::EXAMPLE_TASKS {
-        assert!(
-            r.stdout.contains(&format!("Up to date {task} (")),
-            "{task}: {}",
-            r.stdout
-        );
+        assert!(b.up_to_date(task), "{task}: {}", b.run.all());
     }
     assert_eq!(events.actions(&p.labels), Vec::<String>::new());
 }
@@ -544,7 +533,12 @@ fn a_no_change_build_of_the_bench_fixture_touches_no_container() {
     std::fs::write(p.path().join("flamenco-build.toml"), cfg).unwrap();
     p.run(&["build-optimized", "--progress", "plain"]).ok();
     let events = Events::start();
-    let r = p.run(&["build-optimized", "--progress", "plain"]).ok();
-    assert_eq!(r.stdout.matches("Up to date").count(), 6, "{}", r.stdout);
+    let b = p.build(&["build-optimized"]).ok();
+    let tasks = b.tasks();
+    assert_eq!(tasks.len(), 6, "{}", b.run.all());
+    assert!(
+        tasks.iter().all(|(_, status)| *status == "up-to-date"),
+        "{tasks:?}"
+    );
     assert_eq!(events.actions(&p.labels), Vec::<String>::new());
 }

@@ -3,17 +3,17 @@
 
 use std::process::Command;
 
-use crate::cache::{cached, ran, two_tasks};
-use crate::support::{Project, Run, require_toolchain_images};
+use crate::cache::two_tasks;
+use crate::support::{Built, Project, Run, require_toolchain_images};
 
 /// Builds, breaks something in the cache with `corrupt`, deletes the outputs, builds again.
-fn rebuild_after(corrupt: impl FnOnce(&Project)) -> (Project, Run) {
+fn rebuild_after(corrupt: impl FnOnce(&Project)) -> (Project, Built) {
     require_toolchain_images();
     let p = two_tasks();
     p.run(&["build-incremental"]).ok();
     corrupt(&p);
     std::fs::remove_file(p.path().join("final.txt")).unwrap();
-    let r = p.run(&["build-incremental"]).ok();
+    let r = p.build(&["build-incremental"]).ok();
     assert_eq!(
         std::fs::read_to_string(p.path().join("final.txt")).unwrap(),
         "alpha\nbeta\n"
@@ -29,19 +29,20 @@ fn meta(p: &Project) -> std::path::PathBuf {
 
 #[test]
 fn metadata_that_is_not_json_is_evicted_and_rebuilt() {
-    let (_, r) = rebuild_after(|p| std::fs::write(meta(p), b"{ this is not json").unwrap());
+    let (_, b) = rebuild_after(|p| std::fs::write(meta(p), b"{ this is not json").unwrap());
+    let r = &b.run;
     assert_eq!(
         r.stderr.matches("corrupt cache metadata").count(),
         1,
         "{}",
         r.stderr
     );
-    assert!(ran(&r, "use"), "{}", r.stdout);
+    assert!(b.ran("use"), "{}", r.all());
 }
 
 #[test]
 fn metadata_whose_manifest_names_another_blob_is_evicted_and_rebuilt() {
-    let (_, r) = rebuild_after(|p| {
+    let (_, b) = rebuild_after(|p| {
         let text = std::fs::read_to_string(meta(p)).unwrap();
         let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
         for e in v["entries"].as_object_mut().unwrap().values_mut() {
@@ -49,6 +50,7 @@ fn metadata_whose_manifest_names_another_blob_is_evicted_and_rebuilt() {
         }
         std::fs::write(meta(p), serde_json::to_vec(&v).unwrap()).unwrap();
     });
+    let r = &b.run;
     assert_eq!(
         r.stderr.matches("corrupt cache entry for use").count(),
         1,
@@ -56,13 +58,13 @@ fn metadata_whose_manifest_names_another_blob_is_evicted_and_rebuilt() {
         r.stderr
     );
     assert!(r.stderr.contains("is missing"), "{}", r.stderr);
-    assert!(ran(&r, "use"), "{}", r.stdout);
+    assert!(b.ran("use"), "{}", r.all());
 }
 
 #[test]
 fn blobs_without_metadata_are_not_used_and_the_task_rebuilds() {
-    let (p, r) = rebuild_after(|p| std::fs::remove_file(meta(p)).unwrap());
-    assert!(ran(&r, "use") && cached(&r, "gen"), "{}", r.stdout);
+    let (p, b) = rebuild_after(|p| std::fs::remove_file(meta(p)).unwrap());
+    assert!(b.ran("use") && b.cache_hit("gen"), "{}", b.run.all());
     // The new save named the blob that was already there: one entry, whose blob verifies.
     let blob = crate::cache::blob_of(&p, "use", "final.txt");
     assert_eq!(std::fs::read_to_string(blob).unwrap(), "alpha\nbeta\n");
@@ -112,20 +114,20 @@ fn a_lying_stat_cache_is_caught_by_paranoid() {
         .expect("a.txt is in the stat cache");
     entry[0] = now_stat;
     std::fs::write(&stat_path, serde_json::to_vec(&sc).unwrap()).unwrap();
-    let r = p.run(&["build-incremental"]).ok();
+    let b = p.build(&["build-incremental"]).ok();
     assert!(
-        cached(&r, "gen"),
+        b.cache_hit("gen"),
         "the lie is believed without --paranoid: {}",
-        r.stdout
+        b.run.all()
     );
-    let r = p
-        .run(&["build-incremental", "--paranoid", "--explain"])
+    let b = p
+        .build(&["build-incremental", "--paranoid", "--explain"])
         .ok();
-    assert!(ran(&r, "gen"), "{}", r.stdout);
+    assert!(b.ran("gen"), "{}", b.run.all());
     assert!(
-        r.stdout.contains("input files changed: 1 (src/a.txt)"),
+        b.run.stderr.contains("input files changed: 1 (src/a.txt)"),
         "{}",
-        r.stdout
+        b.run.stderr
     );
     assert_eq!(
         std::fs::read_to_string(p.path().join("final.txt")).unwrap(),

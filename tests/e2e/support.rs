@@ -214,6 +214,18 @@ impl Project {
     pub fn run(&self, args: &[&str]) -> Run {
         Run::from(self.cmd(args).output().expect("run flamenco-build"))
     }
+
+    /// [`Project::cmd`] with `--json` after `args` (a build mode and its options).
+    pub fn build_cmd(&self, args: &[&str]) -> Command {
+        let mut c = self.cmd(args);
+        c.arg("--json");
+        c
+    }
+
+    /// Runs a build mode with `--json` and reads what each task did from its summary.
+    pub fn build(&self, args: &[&str]) -> Built {
+        Run::from(self.build_cmd(args).output().expect("run flamenco-build")).json()
+    }
 }
 
 /// The outcome of one invocation.
@@ -247,6 +259,92 @@ impl Run {
     pub fn all(&self) -> String {
         format!("{}{}", self.stdout, self.stderr)
     }
+
+    /// The run of a build given `--json`, with its summary parsed (fails the test if there is none).
+    #[track_caller]
+    pub fn json(self) -> Built {
+        let summary = serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "no --json summary on stdout ({e}), exit {}\nstdout:\n{}\nstderr:\n{}",
+                self.code, self.stdout, self.stderr
+            )
+        });
+        Built { run: self, summary }
+    }
+}
+
+/// A build run with `--json`: the summary (one document on stdout) says how each task ended, so
+/// tests need not read it from progress lines. Progress, `--explain` lines and the failure line
+/// are then on `run.stderr`.
+pub struct Built {
+    pub run: Run,
+    pub summary: serde_json::Value,
+}
+
+impl Built {
+    #[track_caller]
+    pub fn ok(self) -> Built {
+        Built {
+            run: self.run.ok(),
+            summary: self.summary,
+        }
+    }
+
+    /// The summary's entry for `task`: status, key, cache, `times_ms`, `started_ms`, `error`.
+    #[track_caller]
+    pub fn task_json(&self, task: &str) -> &serde_json::Value {
+        self.summary["tasks"]
+            .as_array()
+            .and_then(|ts| ts.iter().find(|t| t["task"] == task))
+            .unwrap_or_else(|| panic!("no task `{task}` in the summary:\n{}", self.run.all()))
+    }
+
+    /// "up-to-date" | "restored" | "built" | "ran" (`build`, no cache) | "failed" | "cancelled"
+    /// | "skipped" | "not-started".
+    #[track_caller]
+    pub fn status(&self, task: &str) -> &str {
+        self.task_json(task)["status"]
+            .as_str()
+            .expect("a task's status is a string")
+    }
+
+    /// (task, status) of every task of the plan, in plan order.
+    pub fn tasks(&self) -> Vec<(&str, &str)> {
+        let all = self.summary["tasks"].as_array().expect("a task list");
+        all.iter()
+            .map(|t| (t["task"].as_str().unwrap(), t["status"].as_str().unwrap()))
+            .collect()
+    }
+
+    /// The task ran in a container (a cache miss, or `build`, which has no cache).
+    #[track_caller]
+    pub fn ran(&self, task: &str) -> bool {
+        matches!(self.status(task), "built" | "ran")
+    }
+
+    /// Its outputs were in place already.
+    #[track_caller]
+    pub fn up_to_date(&self, task: &str) -> bool {
+        self.status(task) == "up-to-date"
+    }
+
+    /// Its outputs were put in place from the cache.
+    #[track_caller]
+    pub fn restored(&self, task: &str) -> bool {
+        self.status(task) == "restored"
+    }
+
+    /// A cache hit: up to date or restored, no container.
+    #[track_caller]
+    pub fn cache_hit(&self, task: &str) -> bool {
+        self.up_to_date(task) || self.restored(task)
+    }
+
+    /// Finished well, whichever way.
+    #[track_caller]
+    pub fn done(&self, task: &str) -> bool {
+        self.ran(task) || self.cache_hit(task)
+    }
 }
 
 /// Counts the engine's container events carrying a test's label between two moments.
@@ -278,6 +376,28 @@ impl Events {
             &labels.filter(),
             "--format",
             "{{.Action}}",
+        ])
+    }
+
+    /// "task exit-code" of every container with `labels` that died (stopped or ended), until
+    /// now: 0 means its command finished, anything else that it was stopped or failed.
+    pub fn exits(&self, labels: &Labels) -> Vec<String> {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let until = format!("{:.3}", now_secs());
+        docker_lines(&[
+            "events",
+            "--since",
+            &self.since,
+            "--until",
+            &until,
+            "--filter",
+            "type=container",
+            "--filter",
+            "event=die",
+            "--filter",
+            &labels.filter(),
+            "--format",
+            "{{index .Actor.Attributes \"dev.flamenco-build.task\"}} {{.Actor.Attributes.exitCode}}",
         ])
     }
 }
