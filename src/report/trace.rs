@@ -47,6 +47,20 @@ impl Trace {
         }));
     }
 
+    /// A moment (`ph: i`) on `row`, such as a log line arriving from a task.
+    pub fn instant(&self, name: &str, cat: &str, row: usize, at: Instant) {
+        let ts = at.saturating_duration_since(self.origin).as_micros() as u64;
+        self.events.lock().expect("trace lock").push(json!({
+            "name": name,
+            "cat": cat,
+            "ph": "i",
+            "s": "t",
+            "ts": ts,
+            "pid": 1,
+            "tid": row,
+        }));
+    }
+
     /// The JSON document, with row names for `slots` container slots.
     pub fn to_json(&self, slots: usize) -> Value {
         let mut events = vec![

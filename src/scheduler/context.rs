@@ -27,7 +27,7 @@ pub(crate) struct Context<E> {
     pub(crate) workspace: Workspace,
     pub(crate) jobs: usize,
     pub(crate) slots: Slots,
-    pub(crate) trace: Option<Trace>,
+    pub(crate) trace: Option<Arc<Trace>>,
     /// The plan being built, by task id (the walk's positions).
     pub(crate) plan: Vec<String>,
     /// Progress numbers handed out so far, and the number each task got.

@@ -78,7 +78,7 @@ impl<E: Executor + Send + Sync + 'static> Scheduler<E> {
 
     /// Records a span per task phase.
     pub fn with_trace(mut self, trace: Trace) -> Self {
-        self.ctx.trace = Some(trace);
+        self.ctx.trace = Some(Arc::new(trace));
         self
     }
 
@@ -88,7 +88,7 @@ impl<E: Executor + Send + Sync + 'static> Scheduler<E> {
         self,
         plan: &[String],
         mode: RunMode,
-    ) -> (BuildSummary, Option<Trace>, Result<()>) {
+    ) -> (BuildSummary, Option<Arc<Trace>>, Result<()>) {
         let mut ctx = self.ctx;
         ctx.plan = plan.to_vec();
         let walk_plan = Plan::from_names(plan, |t| ctx.task(t).deps.iter().map(String::as_str))
@@ -115,7 +115,7 @@ impl<E: Executor + Send + Sync + 'static> Scheduler<E> {
         ctx.finish();
         let (summary, error) = ctx.summarize(walked);
         let result = ctx.close(&summary, error, mode);
-        let trace = Arc::into_inner(ctx).and_then(|c| c.trace);
+        let trace = ctx.trace.clone();
         (summary, trace, result)
     }
 

@@ -362,7 +362,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         self.reporter
             .task_started(self.index(&task.name), self.total(), &task.name);
         let start = Instant::now();
-        let result = self.run_task(task, files, staging).await;
+        let result = self.run_task(task, files, staging, slot.id).await;
         let took = start.elapsed();
         if let Ok(t) = &result {
             let mut at = start;
@@ -386,9 +386,10 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         task: &Task,
         files: Vec<InputFile>,
         staging: &std::path::Path,
+        row: usize,
     ) -> Result<Timings> {
-        let reporter = self.reporter.clone();
-        let name = task.name.clone();
+        let (reporter, trace, name) =
+            (self.reporter.clone(), self.trace.clone(), task.name.clone());
         let job = TaskJob {
             task,
             image_id: self.images[&task.toolchain].clone(),
@@ -396,7 +397,14 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
             files,
             user: self.config.settings.user_ids(),
             cache_volume: self.config.settings.cache_volume.clone(),
-            log: Arc::new(move |line: &str| reporter.log(&name, line)),
+            // With --trace, each line's arrival is a moment on the task's row: it shows that a
+            // task's log keeps flowing while other tasks hash, copy or save.
+            log: Arc::new(move |line: &str| {
+                if let Some(t) = &trace {
+                    t.instant(&name, "log", row, Instant::now());
+                }
+                reporter.log(&name, line)
+            }),
         };
         self.executor.run(&job, staging).await
     }

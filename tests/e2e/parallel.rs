@@ -311,3 +311,73 @@ fn verbose_streams_logs_and_the_live_view_runs() {
         r.stdout
     );
 }
+
+/// The trace's events of one category: (name, start µs, end µs); a moment has end == start.
+fn trace_events(path: &std::path::Path, cat: &str) -> Vec<(String, u64, u64)> {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    v["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["cat"] == cat)
+        .map(|e| {
+            let ts = e["ts"].as_u64().unwrap();
+            let dur = e["dur"].as_u64().unwrap_or(0);
+            (e["name"].as_str().unwrap().to_string(), ts, ts + dur)
+        })
+        .collect()
+}
+
+// Issue 11: every task runs as a task of its own and hashing, copying and fsync run off the
+// async workers, so a task saving a large output does not stall another one. Before the
+// reshape, all tasks were polled inside one future and the save ran on it: the other task's log
+// lines arrived only after the save, none inside it.
+#[test]
+fn a_large_save_does_not_stall_another_task() {
+    require_toolchain_images();
+    let p = Project::tiny(
+        r#"
+[tasks.big]
+toolchain = "go"
+run = "head -c 209715200 /dev/urandom > big.bin"
+outputs = ["big.bin"]
+
+[tasks.ticker]
+toolchain = "go"
+run = "for i in $(seq 1 300); do echo tick $i; sleep 0.05; done > /dev/stderr; touch ticked"
+outputs = ["ticked"]
+"#,
+    );
+    let trace = p.path().join("trace.json");
+    let b = p
+        .build(&["build-optimized", "-j2", "--trace", trace.to_str().unwrap()])
+        .ok();
+    assert!(b.ran("big") && b.ran("ticker"), "{}", b.run.all());
+    let save = trace_events(&trace, "phase")
+        .into_iter()
+        .find(|(n, _, _)| n == "big: save")
+        .expect("big was saved");
+    let ticker_run = trace_events(&trace, "phase")
+        .into_iter()
+        .find(|(n, _, _)| n == "ticker: run")
+        .expect("ticker ran");
+    assert!(
+        ticker_run.1 < save.1 && save.1 < ticker_run.2,
+        "the ticker must still run when big's save ends, or this test shows nothing: \
+         save {save:?}, ticker {ticker_run:?}"
+    );
+    let during: Vec<u64> = trace_events(&trace, "log")
+        .into_iter()
+        .filter(|(n, t, _)| n == "ticker" && (save.1..=save.2).contains(t))
+        .map(|(_, t, _)| t)
+        .collect();
+    eprintln!(
+        "big's save took {} ms; {} ticker lines arrived during it",
+        (save.2 - save.1) / 1000,
+        during.len()
+    );
+    assert!(
+        during.len() >= 2,
+        "the ticker's log lines must keep arriving while big is saved: save {save:?}, lines {during:?}"
+    );
+}
