@@ -395,7 +395,6 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
             env: self.task_env(task),
             files,
             user: self.config.settings.user_ids(),
-            cache_volume: self.config.settings.cache_volume.clone(),
             log: Arc::new(move |line: &str| reporter.log(&name, line)),
         };
         self.executor.run(&job, staging).await
