@@ -551,11 +551,12 @@ mod tests {
         assert_eq!(err.exit_code(), 3);
     }
 
-    #[test]
-    fn hostile_entries_are_refused_before_anything_is_written() {
+    type Entries<'a> = &'a [(&'a str, tar::EntryType, &'a str)];
+
+    /// Archives for output `web/static`, and what refusing each says.
+    const HOSTILE: &[(Entries, &str)] = {
         use tar::EntryType::*;
-        type Entries<'a> = &'a [(&'a str, tar::EntryType, &'a str)];
-        let cases: &[(Entries, &str)] = &[
+        &[
             (&[("/etc/passwd", Regular, "x")], "absolute"),
             (&[("static/../../x", Regular, "x")], "`..`"),
             (
@@ -646,8 +647,12 @@ mod tests {
                 &[("static/a", Symlink, "b"), ("static/a", Symlink, "a")],
                 "appears twice",
             ),
-        ];
-        for (entries, why) in cases {
+        ]
+    };
+
+    #[test]
+    fn hostile_entries_are_refused_before_anything_is_written() {
+        for (entries, why) in HOSTILE {
             let staging = tempfile::tempdir().unwrap();
             let err = extract_output(
                 &tar_of(entries)[..],
