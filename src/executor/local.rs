@@ -174,10 +174,12 @@ fn write_files(files: &[InputFile], ws: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The archive of one declared output as the task left it in `ws`, named by the output's last
-/// path component as an engine names it; None when the task did not make it.
+/// The archive of one declared output as the task left it in `ws`, named as an engine names it:
+/// by the output's last path component, and an output at the root (a glob such as `*.gen`) by
+/// its entries' own paths. None when the task did not make it.
 fn pack_output(ws: &Path, out: &OutputPath) -> Result<Option<std::io::Cursor<Vec<u8>>>> {
     let prefix = out.prefix();
+    let name = prefix.rsplit('/').next().unwrap_or_default();
     let src = if prefix.is_empty() {
         ws.to_path_buf()
     } else {
@@ -186,15 +188,12 @@ fn pack_output(ws: &Path, out: &OutputPath) -> Result<Option<std::io::Cursor<Vec
     if std::fs::symlink_metadata(&src).is_err() {
         return Ok(None);
     }
-    let name = src
-        .file_name()
-        .map_or_else(|| ".".into(), |n| n.to_string_lossy().into_owned());
     let mut b = tar::Builder::new(Vec::new());
     b.follow_symlinks(false);
     let packed = if src.is_dir() {
-        b.append_dir_all(&name, &src)
+        b.append_dir_all(name, &src)
     } else {
-        b.append_path_with_name(&src, &name)
+        b.append_path_with_name(&src, name)
     };
     packed.map_err(Error::io("cannot read output", &src))?;
     let bytes = b
@@ -234,5 +233,44 @@ impl Executor for LocalExecutor {
         .await?;
         t.remove = started.elapsed();
         Ok(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Packs `output` from `ws` and extracts it into a fresh staging folder; the files written.
+    fn round_trip(ws: &Path, output: &str) -> (tempfile::TempDir, Result<usize>) {
+        let out = OutputPath::new(output).unwrap();
+        let staging = tempfile::tempdir().unwrap();
+        let archive = pack_output(ws, &out).unwrap().expect("the output is there");
+        let written = super::super::tarball::extract_output(archive, "t", &out, staging.path());
+        (staging, written)
+    }
+
+    #[test]
+    fn outputs_come_back_named_as_an_engine_names_them() {
+        let ws = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(ws.path().join("gen/sub")).unwrap();
+        for f in ["a.gen", "b.txt", "gen/sub/c.go", "gen/d.txt"] {
+            std::fs::write(ws.path().join(f), f).unwrap();
+        }
+        // A glob at the root of the workspace, as with the Docker executor.
+        let (staging, written) = round_trip(ws.path(), "*.gen");
+        assert_eq!(written.unwrap(), 1);
+        assert!(staging.path().join("a.gen").is_file());
+        assert!(!staging.path().join("b.txt").exists());
+        let (staging, written) = round_trip(ws.path(), "gen");
+        assert_eq!(written.unwrap(), 2);
+        assert!(staging.path().join("gen/sub/c.go").is_file());
+        let (staging, written) = round_trip(ws.path(), "gen/d.txt");
+        assert_eq!(written.unwrap(), 1);
+        assert!(staging.path().join("gen/d.txt").is_file());
+        assert!(
+            pack_output(ws.path(), &OutputPath::new("none").unwrap())
+                .unwrap()
+                .is_none()
+        );
     }
 }
