@@ -73,6 +73,24 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The stream of a task's inputs to the engine broke: only the engine's end closes it.
+    #[error("cannot send the inputs of task `{task}` to the engine: {source}")]
+    Upload {
+        task: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+
+    #[error("cannot watch for {signal}: {source}")]
+    Signals {
+        signal: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("{count} cache entries were corrupt and have been evicted")]
     CacheCorrupt { count: usize },
 
@@ -105,9 +123,15 @@ impl Error {
             | Error::MissingOutput { .. }
             | Error::UnsafeArchive { .. } => 1,
             Error::Config(_) | Error::UnknownTarget { .. } | Error::ForeignVolume { .. } => 2,
-            Error::DockerUnavailable { .. } | Error::Docker { .. } | Error::VolumeInUse { .. } => 3,
+            Error::DockerUnavailable { .. }
+            | Error::Docker { .. }
+            | Error::VolumeInUse { .. }
+            | Error::Upload { .. } => 3,
             Error::ImageUnavailable { .. } | Error::ToolchainVersion { .. } => 4,
-            Error::Io { .. } | Error::CacheCorrupt { .. } => 5,
+            Error::Io { .. }
+            | Error::Runtime(_)
+            | Error::Signals { .. }
+            | Error::CacheCorrupt { .. } => 5,
             Error::Interrupted { code, .. } => *code,
         }
     }

@@ -14,7 +14,8 @@ use crate::cache::Cache;
 use crate::config::{Config, Toolchain};
 use crate::error::{Error, Result};
 use crate::executor::{
-    DockerEngine, Executor, ImageProvider, LocalExecutor, Provenance, RunRegistry,
+    DockerEngine, DockerExecutor, DockerSettings, Executor, ImageProvider, LocalExecutor,
+    Provenance, Reaper, RunRegistry,
 };
 use crate::fingerprint::{StatCache, WorkspaceSnapshot};
 use crate::graph::Graph;
@@ -213,20 +214,17 @@ impl Build {
         crate::scheduler::derive_env_ahead(&self.config, &self.plan);
         match self.args.executor {
             ExecutorKind::Docker => {
-                let run = run_id();
-                let engine = DockerEngine::connect(&run, &self.labels).await?;
-                // Containers of this project's runs that were killed before they could clean up.
+                let engine = DockerEngine::connect(&run_id(), &self.labels).await?;
+                // The one place crashed runs are cleaned up after (see `Reaper` for why there
+                // are two records): now by this project's run registry, and before the first
+                // container by the labels.
                 let registry = RunRegistry::new(self.config.cache_dir().join("runs"));
-                for stale in registry.stale() {
-                    let n = engine.remove_containers_of_run(&stale).await?;
-                    if n > 0 {
-                        eprintln!(
-                            "removed {n} container(s) left by run {stale}, which did not finish"
-                        );
-                    }
-                    registry.forget(&stale);
-                }
-                let _entry = registry.register(&run)?;
+                let reaper = Reaper::new(&engine, registry);
+                let _entry = reaper.reap_before_run().await?;
+                let settings = DockerSettings {
+                    cache_volume: self.config.settings.cache_volume.clone(),
+                };
+                let executor = DockerExecutor::new(engine.clone(), settings, reaper);
                 let result = with_signals(Some(&engine), async {
                     let lookups = self.look_up_images(&engine);
                     let cache = self.cache_mode().await?;
@@ -236,7 +234,7 @@ impl Build {
                     })?;
                     let ids = self.images(&engine, found, self.args.dry_run).await?;
                     tracing::debug!(images = ids.len(), "resolved the toolchain images");
-                    self.drive(Arc::new(engine.clone()), ids, cache).await
+                    self.drive(Arc::new(executor), ids, cache).await
                 })
                 .await;
                 // Containers are removed as each task ends; this sweep catches any a failure or
@@ -247,7 +245,7 @@ impl Build {
             ExecutorKind::Local => {
                 let mut ids = BTreeMap::new();
                 for tc in self.toolchains() {
-                    ids.insert(tc.name.clone(), LocalExecutor::toolchain_id(tc)?);
+                    ids.insert(tc.name.clone(), LocalExecutor::toolchain_id(tc).await?);
                 }
                 let executor = LocalExecutor::new(self.config.cache_dir().join("tmp"));
                 with_signals(None, async {
@@ -337,8 +335,10 @@ pub(crate) async fn with_signals<T>(
 ) -> Result<T> {
     let mut streams = Vec::new();
     for (signo, name) in interrupt::SIGNALS {
-        let s = signal(SignalKind::from_raw(signo))
-            .map_err(|e| Error::io("cannot watch for signals", name)(e))?;
+        let s = signal(SignalKind::from_raw(signo)).map_err(|source| Error::Signals {
+            signal: name,
+            source,
+        })?;
         streams.push(s);
     }
     let handled = Arc::new(AtomicBool::new(false));

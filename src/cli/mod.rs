@@ -83,7 +83,7 @@ impl Cli {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
-            .map_err(Error::io("cannot start the async runtime", "<runtime>"))?;
+            .map_err(Error::Runtime)?;
         let result = runtime.block_on(self.run());
         if matches!(result, Err(Error::Interrupted { .. })) {
             // Blocking work of the dropped build (a restore stops at its next file) gets a

@@ -1,21 +1,26 @@
 //! Running one task somewhere hermetic: the [`Executor`] trait and what it is given.
 //!
-//! The Docker executor ([`DockerEngine`]) creates a container per task, uploads one tar of the
-//! task's files, runs it, and downloads its declared outputs into a staging folder. The local
-//! executor ([`LocalExecutor`]) runs tasks as processes inside a build container that carries the
-//! toolchains (Dockerfile.dev), with the same keys, cache and output checks.
+//! The Docker executor ([`DockerExecutor`], on a [`DockerEngine`]) creates a container per task,
+//! uploads one tar of the task's files, runs it, and downloads its declared outputs into a
+//! staging folder. The local executor ([`LocalExecutor`]) runs tasks as processes inside a build
+//! container that carries the toolchains (Dockerfile.dev), with the same keys, cache and output
+//! checks. Both bring outputs back through [`outputs`], keep a failed task's last lines in a
+//! [`log_tail::LogTail`], and map the task's working folder with [`TaskJob::workdir_in`].
 
 mod docker;
 mod image_provider;
 mod local;
+mod log_tail;
+mod outputs;
 mod run_registry;
 pub mod tarball;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use docker::{DockerEngine, LABEL_HOST, LABEL_PID, LABEL_ROOT, LABEL_RUN, LABEL_TASK};
+pub(crate) use docker::{DockerExecutor, DockerSettings, Reaper};
 pub use image_provider::{ImageProvider, Provenance};
 pub use local::LocalExecutor;
 pub use run_registry::{RunEntry, RunRegistry};
@@ -38,8 +43,22 @@ pub struct TaskJob<'a> {
     pub files: Vec<InputFile>,
     /// `uid:gid` the task runs as; the files it receives belong to it.
     pub user: (u32, u32),
-    pub cache_volume: String,
     pub log: LogSink,
+}
+
+impl TaskJob<'_> {
+    /// Where the task runs, given where its files are: `root` for `workdir = "."`, else the
+    /// folder below it.
+    pub(crate) fn workdir_in(&self, root: &Path) -> PathBuf {
+        workdir_in(root, &self.task.workdir)
+    }
+}
+
+fn workdir_in(root: &Path, workdir: &str) -> PathBuf {
+    match workdir {
+        "." => root.to_path_buf(),
+        dir => root.join(dir),
+    }
 }
 
 /// Where the time of one task run went.
@@ -66,4 +85,30 @@ pub trait Executor {
         job: &TaskJob<'_>,
         staging: &Path,
     ) -> impl std::future::Future<Output = Result<Timings>> + Send;
+}
+
+/// Runs the blocking part of a task's run (files, archives, processes) on the blocking pool, so
+/// that the async workers keep streaming the other tasks' logs and transfers.
+pub(crate) async fn off_async_workers<T: Send + 'static>(
+    task: &str,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| crate::error::Error::TaskPanicked {
+            task: task.to_string(),
+            message: e.to_string(),
+        })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tasks_run_in_their_folder_of_the_workspace() {
+        let root = Path::new("/workspace");
+        assert_eq!(workdir_in(root, "."), root);
+        assert_eq!(workdir_in(root, "web/app"), Path::new("/workspace/web/app"));
+    }
 }

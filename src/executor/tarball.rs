@@ -1,7 +1,7 @@
 //! Tars going into a task (deterministic: sorted, explicit folders, fixed owner, mode and time)
 //! and tars coming out of it (every entry checked before anything lands in the workspace).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -18,35 +18,26 @@ const MTIME: u64 = 946_684_800;
 
 /// Writes the tar of a task's files, rooted at `/`: `workspace/`, every folder on the way to
 /// each file and every folder given (a dependency's, empty or not) as explicit entries owned by
-/// `user`, files in path order.
-pub fn write_input_tar<W: Write>(out: W, files: &[InputFile], user: (u32, u32)) -> Result<W> {
-    let mut dirs: BTreeMap<String, ()> = BTreeMap::new();
-    dirs.insert(WORKSPACE.to_string(), ());
-    for f in files {
-        let mut parts: Vec<&str> = f.rel.split('/').collect();
-        if f.kind != FileKind::Dir {
-            parts.pop();
-        }
-        let mut acc = String::from(WORKSPACE);
-        for p in parts {
-            acc.push('/');
-            acc.push_str(p);
-            dirs.insert(acc.clone(), ());
-        }
-    }
+/// `user`, files in path order. An input that cannot be read fails with its path; `out` failing
+/// is the upload of `task` breaking.
+pub fn write_input_tar<W: Write>(
+    out: W,
+    files: &[InputFile],
+    user: (u32, u32),
+    task: &str,
+) -> Result<W> {
+    let broke = |source| Error::Upload {
+        task: task.to_string(),
+        source,
+    };
     // Folders first (sorted, so parents before children), then files: the order is a function of
     // the file set alone.
     let mut b = tar::Builder::new(out);
-    let tar_err = |e: std::io::Error| Error::Io {
-        context: "cannot write the input archive",
-        path: PathBuf::from("<upload>"),
-        source: e,
-    };
-    for dir in dirs.keys() {
+    for dir in input_folders(files) {
         let mut h = header(tar::EntryType::Directory, 0o755, user);
         h.set_size(0);
         b.append_data(&mut h, format!("{dir}/"), std::io::empty())
-            .map_err(tar_err)?;
+            .map_err(broke)?;
     }
     for f in files {
         let name = format!("{WORKSPACE}/{}", f.rel);
@@ -61,18 +52,60 @@ pub fn write_input_tar<W: Write>(out: W, files: &[InputFile], user: (u32, u32)) 
                 let mode = if *executable { 0o755 } else { 0o644 };
                 let mut h = header(tar::EntryType::Regular, mode, user);
                 h.set_size(size);
-                b.append_data(&mut h, &name, file.take(size))
-                    .map_err(tar_err)?;
+                let mut input = Input {
+                    file: file.take(size),
+                    failed: false,
+                };
+                match b.append_data(&mut h, &name, &mut input) {
+                    Err(e) if input.failed => {
+                        return Err(Error::io("cannot read input", &f.abs)(e));
+                    }
+                    r => r.map_err(broke)?,
+                }
             }
             FileKind::Symlink { target } => {
                 let mut h = header(tar::EntryType::Symlink, 0o777, user);
                 h.set_size(0);
-                b.append_link(&mut h, &name, target).map_err(tar_err)?;
+                b.append_link(&mut h, &name, target).map_err(broke)?;
             }
             FileKind::Dir => {} // with the folders above
         }
     }
-    b.into_inner().map_err(tar_err)
+    b.into_inner().map_err(broke)
+}
+
+/// `workspace` and every folder of the task's files, sorted.
+fn input_folders(files: &[InputFile]) -> BTreeSet<String> {
+    let mut dirs = BTreeSet::new();
+    dirs.insert(WORKSPACE.to_string());
+    for f in files {
+        let mut parts: Vec<&str> = f.rel.split('/').collect();
+        if f.kind != FileKind::Dir {
+            parts.pop();
+        }
+        let mut acc = String::from(WORKSPACE);
+        for p in parts {
+            acc.push('/');
+            acc.push_str(p);
+            dirs.insert(acc.clone());
+        }
+    }
+    dirs
+}
+
+/// An input file being copied into the archive, remembering whether reading it failed (rather
+/// than writing the archive).
+struct Input<R> {
+    file: R,
+    failed: bool,
+}
+
+impl<R: Read> Read for Input<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.file.read(buf);
+        self.failed |= read.is_err();
+        read
+    }
 }
 
 fn header(kind: tar::EntryType, mode: u32, (uid, gid): (u32, u32)) -> tar::Header {
@@ -451,8 +484,8 @@ mod tests {
                 stat: None,
             },
         ];
-        let one = write_input_tar(Vec::new(), &files, (1000, 1001)).unwrap();
-        let two = write_input_tar(Vec::new(), &files, (1000, 1001)).unwrap();
+        let one = write_input_tar(Vec::new(), &files, (1000, 1001), "t").unwrap();
+        let two = write_input_tar(Vec::new(), &files, (1000, 1001), "t").unwrap();
         assert_eq!(one, two);
         let mut ar = tar::Archive::new(&one[..]);
         let got: Vec<(String, u32, u64)> = ar
@@ -480,10 +513,50 @@ mod tests {
     }
 
     #[test]
-    fn hostile_entries_are_refused_before_anything_is_written() {
+    fn an_unreadable_input_is_named_and_a_broken_upload_is_the_upload() {
+        #[derive(Debug)]
+        struct Closed;
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = |rel: &str| InputFile {
+            rel: rel.into(),
+            abs: dir.path().join(rel),
+            kind: FileKind::File {
+                executable: false,
+                size: 1,
+            },
+            stat: None,
+        };
+        std::fs::write(dir.path().join("f"), "x").unwrap();
+        // A folder opens as a file but cannot be read.
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        std::fs::write(dir.path().join("d/x"), "x").unwrap();
+        let err = write_input_tar(Vec::new(), &[file("d")], (0, 0), "t").unwrap_err();
+        assert!(
+            matches!(&err, Error::Io { path, .. } if *path == dir.path().join("d")),
+            "{err:?}"
+        );
+        let err = write_input_tar(Closed, &[file("f")], (0, 0), "t").unwrap_err();
+        assert!(
+            matches!(&err, Error::Upload { task, .. } if task == "t"),
+            "{err:?}"
+        );
+        assert_eq!(err.exit_code(), 3);
+    }
+
+    type Entries<'a> = &'a [(&'a str, tar::EntryType, &'a str)];
+
+    /// Archives for output `web/static`, and what refusing each says.
+    const HOSTILE: &[(Entries, &str)] = {
         use tar::EntryType::*;
-        type Entries<'a> = &'a [(&'a str, tar::EntryType, &'a str)];
-        let cases: &[(Entries, &str)] = &[
+        &[
             (&[("/etc/passwd", Regular, "x")], "absolute"),
             (&[("static/../../x", Regular, "x")], "`..`"),
             (
@@ -574,8 +647,12 @@ mod tests {
                 &[("static/a", Symlink, "b"), ("static/a", Symlink, "a")],
                 "appears twice",
             ),
-        ];
-        for (entries, why) in cases {
+        ]
+    };
+
+    #[test]
+    fn hostile_entries_are_refused_before_anything_is_written() {
+        for (entries, why) in HOSTILE {
             let staging = tempfile::tempdir().unwrap();
             let err = extract_output(
                 &tar_of(entries)[..],

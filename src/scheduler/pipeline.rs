@@ -396,7 +396,6 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
             env: self.task_env(task),
             files,
             user: self.config.settings.user_ids(),
-            cache_volume: self.config.settings.cache_volume.clone(),
             // With --trace, each line's arrival is a moment on the task's row: it shows that a
             // task's log keeps flowing while other tasks hash, copy or save.
             log: Arc::new(move |line: &str| {
