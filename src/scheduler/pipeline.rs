@@ -13,7 +13,7 @@ use super::walk::{RunTask, TaskId};
 use crate::cache::Lookup;
 use crate::config::Task;
 use crate::error::{Error, Result};
-use crate::executor::{Executor, TaskJob, Timings};
+use crate::executor::{Executor, TaskJob, Timings, off_async_workers};
 use crate::fingerprint::{
     InputFile, InputFiles, KeyRecipe, Manifest, StatCache, changed_since_read,
 };
@@ -50,18 +50,6 @@ impl<E: Executor + Send + Sync + 'static> RunTask for Context<E> {
             message,
         }
     }
-}
-
-/// Runs `f` on the blocking pool.
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::TaskPanicked {
-            task: "(blocking work)".into(),
-            message: e.to_string(),
-        })?
 }
 
 impl<E: Executor + Send + Sync + 'static> Context<E> {
@@ -103,7 +91,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
     ) -> Result<TaskOutcome> {
         let ctx = self.clone();
         let name = task.name.clone();
-        let files = blocking(move || {
+        let files = off_async_workers(&task.name, move || {
             let task = ctx.task(&name);
             let inputs = ctx.task_inputs(task)?;
             ctx.with_dep_outputs(task, inputs)
@@ -136,7 +124,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
             None => {
                 let (ctx, stat_cache, name) =
                     (self.clone(), mode.stat_cache.clone(), task.name.clone());
-                let (inputs, digests) = blocking(move || {
+                let (inputs, digests) = off_async_workers(&task.name, move || {
                     let inputs = ctx.task_inputs(ctx.task(&name))?;
                     let digests = stat_cache
                         .digest_all(&inputs)
@@ -219,7 +207,10 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         mut outcome: TaskOutcome,
     ) -> Result<TaskOutcome> {
         let (ctx, name, inputs) = (self.clone(), task.name.clone(), keyed.inputs);
-        let files = blocking(move || ctx.with_dep_outputs(ctx.task(&name), inputs)).await?;
+        let files = off_async_workers(&task.name, move || {
+            ctx.with_dep_outputs(ctx.task(&name), inputs)
+        })
+        .await?;
         let given = files.clone();
         let ran = self.run_staged(task, files).await;
         self.workspace.check_root()?;
@@ -273,7 +264,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
             .reading_began
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i128);
-        let changed = blocking(move || {
+        let changed = off_async_workers(&task.name, move || {
             let changed = changed_since_read(&given, &expected, since);
             Ok(changed.into_iter().map(String::from).collect::<Vec<_>>())
         })
@@ -316,7 +307,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
             task.outputs.clone(),
             stat_cache.clone(),
         );
-        blocking(move || {
+        off_async_workers(&task.name, move || {
             let files = InputFiles::output_tree(&root, &outputs)?;
             to_manifest(&files, &stat_cache)
         })
@@ -411,7 +402,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
     /// Puts staged outputs in place, under the cache lock, on the blocking pool.
     async fn place(self: &Arc<Self>, staging: &std::path::Path, task: &Task) -> Result<()> {
         let (ctx, staging, name) = (self.clone(), staging.to_path_buf(), task.name.clone());
-        blocking(move || {
+        off_async_workers(&task.name, move || {
             let lock = match &ctx.cache {
                 Some(c) => Some(c.cache.local().lock()?),
                 None => None,
@@ -426,7 +417,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
 /// The manifest of what a run staged, hashed on the blocking pool.
 async fn staged_manifest(task: &Task, staging: &std::path::Path) -> Result<Manifest> {
     let (staging, outputs) = (staging.to_path_buf(), task.outputs.clone());
-    blocking(move || {
+    off_async_workers(&task.name, move || {
         let staged = InputFiles::output_tree(&staging, &outputs)?;
         to_manifest(&staged, &StatCache::in_memory())
     })
