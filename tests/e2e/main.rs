@@ -3,6 +3,7 @@
 
 mod support;
 
+mod boundary_config;
 mod cache;
 mod core_loop;
 mod dockerfile_dev;
