@@ -18,9 +18,11 @@ pub(super) struct CacheDir {
 pub(super) fn resolve(root: &Path, raw: &str) -> Result<CacheDir, String> {
     let written = lexical(&root.join(raw));
     let real = resolved(&written);
-    let home = std::env::var_os("HOME")
+    let homes: Vec<PathBuf> = std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
-        .map(|h| lexical(Path::new(&h)));
+        .map(|h| lexical(Path::new(&h)))
+        .map(|h| vec![resolved(&h), h])
+        .unwrap_or_default();
     let why = |p: &Path| -> Option<&'static str> {
         if p.parent().is_none() {
             Some("is the file system root")
@@ -28,7 +30,7 @@ pub(super) fn resolve(root: &Path, raw: &str) -> Result<CacheDir, String> {
             Some("is the project root itself")
         } else if root.starts_with(p) {
             Some("is a parent folder of the project root")
-        } else if home.as_ref().is_some_and(|h| p == h || p == resolved(h)) {
+        } else if homes.iter().any(|h| p == h) {
             Some("is the home folder")
         } else {
             None

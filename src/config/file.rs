@@ -282,28 +282,11 @@ impl ConfigFile {
                     format!("toolchain `{name}` has an empty `image`"),
                 );
             }
-            for (what, value) in [
-                ("image", Some(&tc.image)),
-                ("version_command", tc.version_command.as_ref()),
-            ] {
-                if let Some(v) = value.filter(|v| v.get_ref().contains('\0')) {
-                    err(
-                        v.span(),
-                        format!("toolchain `{name}`: `{what}` contains a NUL byte"),
-                    );
-                }
+            for (span, message) in nul_bytes(&name, &tc) {
+                err(span, message);
             }
             let mut env = BTreeMap::new();
             for (k, v) in tc.env {
-                if v.contains('\0') {
-                    err(
-                        k.span(),
-                        format!(
-                            "toolchain `{name}`: the value of `{}` contains a NUL byte",
-                            k.get_ref()
-                        ),
-                    );
-                }
                 if !is_env_name(k.get_ref()) {
                     err(
                         k.span(),
@@ -418,10 +401,8 @@ impl ConfigFile {
                 Ok(set) => {
                     for (i, pattern) in set.patterns.iter().enumerate() {
                         if let Some(why) = forbidden_input(pattern, &cache_inside) {
-                            err(
-                                input_spans[i].clone().unwrap_or(input_span.clone()),
-                                format!("task `{name}`: input `{pattern}` {why}"),
-                            );
+                            let span = input_list[i].span();
+                            err(span, format!("task `{name}`: input `{pattern}` {why}"));
                         }
                     }
                     set
@@ -535,23 +516,8 @@ impl ConfigFile {
             .iter()
             .flat_map(|(n, (_, outs))| outs.iter().map(move |(o, s)| (n.as_str(), o, s.clone())))
             .collect();
-        let paths: Vec<&OutputPath> = all.iter().map(|(_, o, _)| *o).collect();
-        for (b, a) in conflicts(&paths) {
-            let ((a_task, a, _), (b_task, b, b_span)) = (&all[a], &all[b]);
-            let message = if a_task == b_task {
-                format!("task `{b_task}` declares `{}` twice", b.path)
-            } else {
-                format!(
-                    "tasks `{a_task}` and `{b_task}` both claim output `{}`{}",
-                    b.path,
-                    if a.path == b.path {
-                        String::new()
-                    } else {
-                        format!(" (`{}`)", a.path)
-                    }
-                )
-            };
-            err(b_span.clone(), message);
+        for (span, message) in output_conflicts(&all) {
+            err(span, message);
         }
 
         if tasks.is_empty() {
@@ -593,4 +559,55 @@ fn forbidden_output(o: &OutputPath, cache: &[String]) -> Option<String> {
         .iter()
         .find(|c| o.covers(c))
         .map(|c| format!("contains the cache folder `{c}`"))
+}
+
+/// NUL bytes where the engine needs a C string (a command, an image reference, an env value).
+fn nul_bytes(name: &str, tc: &ToolchainFile) -> Vec<(std::ops::Range<usize>, String)> {
+    let mut found = Vec::new();
+    for (what, value) in [
+        ("image", Some(&tc.image)),
+        ("version_command", tc.version_command.as_ref()),
+    ] {
+        if let Some(v) = value.filter(|v| v.get_ref().contains('\0')) {
+            let message = format!("toolchain `{name}`: `{what}` contains a NUL byte");
+            found.push((v.span(), message));
+        }
+    }
+    for (k, v) in &tc.env {
+        if v.contains('\0') {
+            let message = format!(
+                "toolchain `{name}`: the value of `{}` contains a NUL byte",
+                k.get_ref()
+            );
+            found.push((k.span(), message));
+        }
+    }
+    found
+}
+
+/// Outputs claiming the same path, of one task (declared twice) or of two: where and why.
+fn output_conflicts(
+    all: &[(&str, &OutputPath, std::ops::Range<usize>)],
+) -> Vec<(std::ops::Range<usize>, String)> {
+    let paths: Vec<&OutputPath> = all.iter().map(|(_, o, _)| *o).collect();
+    conflicts(&paths)
+        .into_iter()
+        .map(|(b, a)| {
+            let ((a_task, a, _), (b_task, b, b_span)) = (&all[a], &all[b]);
+            let message = if a_task == b_task {
+                format!("task `{b_task}` declares `{}` twice", b.path)
+            } else if a.path == b.path {
+                format!(
+                    "tasks `{a_task}` and `{b_task}` both claim output `{}`",
+                    b.path
+                )
+            } else {
+                format!(
+                    "tasks `{a_task}` and `{b_task}` both claim output `{}` (`{}`)",
+                    b.path, a.path
+                )
+            };
+            (b_span.clone(), message)
+        })
+        .collect()
 }
