@@ -20,6 +20,23 @@ const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
 # This file is a cache directory tag created by flamenco-build.\n\
 # For information about cache directory tags see https://bford.info/cachedir/\n";
 
+/// The first line of every cache directory tag.
+const TAG_SIGNATURE: &str = "Signature: 8a477f597d28d172789f06886806bc55";
+
+/// The entries a cache folder of ours holds: all that `clean-cache`, trimming and temp cleanup
+/// ever touch. Anything else in the folder is left alone.
+const OWN_ENTRIES: [&str; 9] = [
+    "CACHEDIR.TAG",
+    "VERSION",
+    "lock",
+    "last-gc",
+    "stat-cache.json",
+    "artifacts",
+    "metadata",
+    "tmp",
+    "runs",
+];
+
 /// Leftover temp files and staging folders older than this belong to no running build.
 const STALE_TMP: Duration = Duration::from_secs(3600);
 
@@ -70,18 +87,35 @@ pub fn now() -> u64 {
 }
 
 impl LocalCache {
-    /// Opens (creating) the cache at `dir`.
+    /// Makes sure `dir` is a cache folder of ours before anything is written in it: one that
+    /// holds our CACHEDIR.TAG, or is empty or absent (then it is created and tagged). A folder
+    /// holding anything else is refused: clearing or trimming it would delete a stranger's files.
+    pub fn claim(dir: &Path) -> Result<()> {
+        if ownership(dir)? == Ownership::Ours {
+            return Ok(());
+        }
+        std::fs::create_dir_all(dir).map_err(Error::io("cannot create the cache folder", dir))?;
+        let tag = dir.join("CACHEDIR.TAG");
+        write_atomic(&tag, CACHEDIR_TAG.as_bytes()).map_err(Error::io("cannot write", &tag))
+    }
+
+    /// The cache at `dir` when there is one (and it is ours); None when `dir` is absent or
+    /// empty, so that reading the cache's status creates nothing.
+    pub fn existing(dir: &Path) -> Result<Option<LocalCache>> {
+        match ownership(dir)? {
+            Ownership::Ours => LocalCache::open(dir).map(Some),
+            Ownership::Free => Ok(None),
+        }
+    }
+
+    /// Opens (creating) the cache at `dir`, once it is ours ([`LocalCache::claim`]).
     pub fn open(dir: &Path) -> Result<LocalCache> {
+        LocalCache::claim(dir)?;
         let cache = LocalCache {
             dir: dir.to_path_buf(),
         };
         for sub in ["artifacts", "metadata", "tmp"] {
-            let p = dir.join(sub);
-            std::fs::create_dir_all(&p).map_err(Error::io("cannot create the cache folder", &p))?;
-        }
-        let tag = dir.join("CACHEDIR.TAG");
-        if !tag.exists() {
-            write_atomic(&tag, CACHEDIR_TAG.as_bytes()).map_err(Error::io("cannot write", &tag))?;
+            own_folder(dir, sub)?;
         }
         let version = dir.join("VERSION");
         let want = CACHE_FORMAT.to_string();
@@ -349,6 +383,7 @@ impl LocalCache {
                 e.file_name()
                     .to_str()
                     .and_then(|n| n.strip_suffix(".meta.json"))
+                    .filter(|t| is_safe_file_name(t))
                     .map(String::from)
             })
             .collect();
@@ -375,7 +410,10 @@ impl LocalCache {
         CacheStatus {
             dir: self.dir.clone(),
             targets_cached: tasks.iter().filter(|t| t.entries > 0).count(),
-            bytes: dir_size(&self.dir),
+            bytes: OWN_ENTRIES
+                .iter()
+                .map(|e| dir_size(&self.dir.join(e)))
+                .sum(),
             max_size,
             max_age_secs: max_age.as_secs(),
             tasks,
@@ -394,7 +432,7 @@ impl LocalCache {
     /// in `max_size`; also removes orphaned archives and stale temp files.
     pub fn gc(&self, max_size: u64, max_age: Duration) -> Result<GcReport> {
         let _lock = self.lock()?;
-        let _ = std::fs::write(self.dir.join("last-gc"), b"");
+        let _ = write_atomic(&self.dir.join("last-gc"), b"");
         let mut report = GcReport::default();
         let t = now();
         let mut all: Vec<(u64, String, TaskKey, u64)> = Vec::new();
@@ -448,6 +486,7 @@ impl LocalCache {
             .into_iter()
             .flatten()
             .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         {
             let task = dir.file_name().to_string_lossy().into_owned();
             let known: Vec<&str> = metas
@@ -460,7 +499,9 @@ impl LocalCache {
                 .flatten()
             {
                 let name = f.file_name().to_string_lossy().into_owned();
-                if !known.contains(&name.as_str()) && stale(&f.path()) {
+                // Only our own names: archives and the temp files they are written as.
+                let ours = name.ends_with(".tar.zst") || name.starts_with(".tmp-");
+                if ours && !known.contains(&name.as_str()) && stale(&f.path()) {
                     report.bytes += f.metadata().map(|m| m.len()).unwrap_or(0);
                     let _ = std::fs::remove_file(f.path());
                 }
@@ -472,7 +513,10 @@ impl LocalCache {
             .flatten()
         {
             if stale(&f.path()) {
-                let _ = std::fs::remove_dir_all(f.path());
+                let _ = match f.file_type() {
+                    Ok(t) if t.is_dir() => std::fs::remove_dir_all(f.path()),
+                    _ => std::fs::remove_file(f.path()),
+                };
             }
         }
         Ok(report)
@@ -524,6 +568,81 @@ impl LocalCache {
     }
 }
 
+/// What a cache folder is to us.
+#[derive(Debug, PartialEq, Eq)]
+enum Ownership {
+    /// It holds our CACHEDIR.TAG.
+    Ours,
+    /// It does not exist, or is empty: ours to take.
+    Free,
+}
+
+/// Whether `dir` is a cache folder of ours; an error naming the folder and why when it is not.
+fn ownership(dir: &Path) -> Result<Ownership> {
+    let foreign = |reason: &str| Error::ForeignCache {
+        dir: dir.to_path_buf(),
+        reason: reason.to_string(),
+    };
+    let tagged = || -> Result<bool> {
+        let tag = dir.join("CACHEDIR.TAG");
+        match std::fs::read_to_string(&tag) {
+            Ok(text) if is_our_tag(&text) => Ok(true),
+            Ok(_) => Err(foreign(
+                "its CACHEDIR.TAG was not written by flamenco-build",
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+                Err(foreign("it is not a folder (and has no CACHEDIR.TAG)"))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io("cannot read the cache tag", &tag)(e)),
+        }
+    };
+    if tagged()? {
+        return Ok(Ownership::Ours);
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ownership::Free),
+        Err(e) => return Err(Error::io("cannot read the cache folder", dir)(e)),
+    };
+    // A temp file is what a build that is tagging the folder right now leaves for a moment.
+    let strangers = entries
+        .flatten()
+        .any(|e| !e.file_name().to_string_lossy().starts_with(".tmp-"));
+    if !strangers {
+        return Ok(Ownership::Free);
+    }
+    // A build tags a new folder before it writes anything else in it: another build may have
+    // just done both since the tag was looked for.
+    if tagged()? {
+        return Ok(Ownership::Ours);
+    }
+    Err(foreign("it holds files and no CACHEDIR.TAG"))
+}
+
+/// Our tag: the standard signature line first, and flamenco-build named below it.
+fn is_our_tag(text: &str) -> bool {
+    let mut lines = text.lines();
+    lines.next().is_some_and(|l| l.trim_end() == TAG_SIGNATURE)
+        && lines.any(|l| l.contains("flamenco-build"))
+}
+
+/// Makes `dir/sub` a folder of the cache (a link or a file there is refused, not followed).
+fn own_folder(dir: &Path, sub: &str) -> Result<()> {
+    let p = dir.join(sub);
+    match std::fs::symlink_metadata(&p) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::ForeignCache {
+            dir: dir.to_path_buf(),
+            reason: format!("its `{sub}` is not a folder"),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(&p).map_err(Error::io("cannot create the cache folder", &p))
+        }
+        Err(e) => Err(Error::io("cannot read the cache folder", &p)(e)),
+    }
+}
+
 fn is_safe_file_name(name: &str) -> bool {
     !name.is_empty() && !name.contains('/') && name != "." && name != ".."
 }
@@ -545,4 +664,131 @@ fn count(p: &Path) -> (u64, u64) {
 
 fn dir_size(p: &Path) -> u64 {
     count(p).1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn an_absent_or_empty_folder_is_claimed_and_tagged() {
+        let dir = tempfile::tempdir().unwrap();
+        let absent = dir.path().join("new");
+        assert!(LocalCache::existing(&absent).unwrap().is_none());
+        assert!(!absent.exists(), "looking creates nothing");
+        LocalCache::open(&absent).unwrap();
+        assert!(is_our_tag(
+            &std::fs::read_to_string(absent.join("CACHEDIR.TAG")).unwrap()
+        ));
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        LocalCache::open(&empty).unwrap();
+        assert!(LocalCache::existing(&empty).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_strangers_folder_is_refused_and_left_as_it_is() {
+        // Issue 10 finding 3: the cache folder must be empty or hold our CACHEDIR.TAG before
+        // anything in it is cleared or written. Failed on main before this change: `open`
+        // wrote its folders and tag into it and cleared its `metadata/` (another VERSION).
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("metadata")).unwrap();
+        std::fs::write(dir.path().join("metadata/theirs"), "x").unwrap();
+        std::fs::write(dir.path().join("VERSION"), "7").unwrap();
+        let before = names(dir.path());
+        for e in [
+            LocalCache::open(dir.path()).unwrap_err(),
+            LocalCache::existing(dir.path()).unwrap_err(),
+        ] {
+            assert_eq!(e.exit_code(), 2);
+            assert!(e.to_string().contains("no CACHEDIR.TAG"), "{e}");
+        }
+        assert_eq!(names(dir.path()), before);
+        assert!(dir.path().join("metadata/theirs").exists());
+        // Another program's cache tag is not ours either.
+        std::fs::write(
+            dir.path().join("CACHEDIR.TAG"),
+            format!("{TAG_SIGNATURE}\n# tool X\n"),
+        )
+        .unwrap();
+        let e = LocalCache::open(dir.path()).unwrap_err();
+        assert!(
+            e.to_string().contains("not written by flamenco-build"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn clearing_and_trimming_touch_only_our_own_entries() {
+        // Issue 10 finding 3: `clean-cache`, trimming and temp cleanup remove only entries of the
+        // cache's own layout. Failed on main before this change: a link in `artifacts/` was
+        // followed by the orphan sweep, which removed the files of the folder it points to.
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LocalCache::open(&dir.path().join("c")).unwrap();
+        let root = dir.path().join("c");
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("k.tar.zst"), "not ours").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, root.join("artifacts/linked")).unwrap();
+        std::fs::create_dir(root.join("artifacts/t")).unwrap();
+        std::fs::write(root.join("artifacts/t/notes.txt"), "x").unwrap();
+        std::fs::write(root.join("artifacts/t/old.tar.zst"), "x").unwrap();
+        std::fs::write(root.join("README"), "mine").unwrap();
+        let old = SystemTime::now() - 2 * STALE_TMP;
+        for f in ["artifacts/t/notes.txt", "artifacts/t/old.tar.zst"] {
+            File::options()
+                .write(true)
+                .open(root.join(f))
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        File::options()
+            .write(true)
+            .open(elsewhere.join("k.tar.zst"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        cache.gc(u64::MAX, Duration::from_secs(3600)).unwrap();
+        assert!(
+            elsewhere.join("k.tar.zst").exists(),
+            "a link is not followed"
+        );
+        assert!(
+            root.join("artifacts/t/notes.txt").exists(),
+            "not one of our names"
+        );
+        assert!(
+            !root.join("artifacts/t/old.tar.zst").exists(),
+            "an orphaned archive"
+        );
+        cache.clear().unwrap();
+        assert!(root.join("README").exists());
+        assert!(elsewhere.join("k.tar.zst").exists());
+        assert_eq!(names(&root.join("artifacts")), Vec::<String>::new());
+    }
+
+    #[test]
+    fn metadata_names_that_are_not_task_names_are_ignored() {
+        // Issue 10 finding 5: `..meta.json` would be the metadata of a task `.`, whose archive
+        // folder is `artifacts/` itself; evicting it removed every other entry.
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LocalCache::open(dir.path()).unwrap();
+        std::fs::write(dir.path().join("metadata/..meta.json"), "{").unwrap();
+        std::fs::create_dir(dir.path().join("artifacts/other")).unwrap();
+        std::fs::write(dir.path().join("artifacts/other/k.tar.zst"), "x").unwrap();
+        assert!(cache.tasks().is_empty());
+        let _ = cache.status(u64::MAX, Duration::from_secs(3600));
+        assert!(dir.path().join("artifacts/other/k.tar.zst").exists());
+    }
 }

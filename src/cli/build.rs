@@ -199,6 +199,8 @@ impl<'a> Build<'a> {
     }
 
     pub(super) async fn run(self) -> Result<()> {
+        // Before anything is written in it (runs, staging): the cache folder must be ours.
+        LocalCache::claim(&self.config.cache_dir())?;
         crate::scheduler::derive_env_ahead(self.config, &self.plan);
         match self.args.executor {
             ExecutorKind::Docker => {

@@ -6,6 +6,7 @@ mod support;
 mod boundary_archive;
 mod boundary_paths;
 mod boundary_runtime;
+mod boundary_config;
 mod cache;
 mod core_loop;
 mod dockerfile_dev;
