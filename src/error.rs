@@ -15,6 +15,14 @@ pub enum Error {
     UnknownTarget { name: String, known: String },
 
     #[error(
+        "the cache folder {} is not flamenco-build's: {reason}. flamenco-build only uses a cache \
+         folder that is empty or holds the CACHEDIR.TAG it writes (it clears what the folder \
+         holds); set `cache_dir` to a folder of its own, or empty this one",
+        dir.display()
+    )]
+    ForeignCache { dir: PathBuf, reason: String },
+
+    #[error(
         "cannot reach the Docker engine at {host}: {reason}\n  is the Docker daemon running? \
          (DOCKER_HOST selects another engine)"
     )]
@@ -122,7 +130,10 @@ impl Error {
             | Error::TaskPanicked { .. }
             | Error::MissingOutput { .. }
             | Error::UnsafeArchive { .. } => 1,
-            Error::Config(_) | Error::UnknownTarget { .. } | Error::ForeignVolume { .. } => 2,
+            Error::Config(_)
+            | Error::UnknownTarget { .. }
+            | Error::ForeignVolume { .. }
+            | Error::ForeignCache { .. } => 2,
             Error::DockerUnavailable { .. }
             | Error::Docker { .. }
             | Error::VolumeInUse { .. }

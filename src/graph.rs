@@ -1,6 +1,6 @@
 //! The task DAG: dependency cycles, the order tasks run in, and what a set of targets needs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 
 use crate::config::{Config, Task};
@@ -134,7 +134,9 @@ impl Graph {
     }
 }
 
-/// A cycle as the list of task names along it, the first repeated at the end.
+/// A cycle as the list of task names along it, the first repeated at the end. A depth-first
+/// search with its own stack (a chain of thousands of tasks must not overflow the thread's),
+/// visiting each task and dependency once.
 fn find_cycle(config: &Config) -> Option<Vec<String>> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
@@ -142,43 +144,50 @@ fn find_cycle(config: &Config) -> Option<Vec<String>> {
         Active,
         Done,
     }
-    fn visit<'a>(
-        config: &'a Config,
-        name: &'a str,
-        marks: &mut BTreeMap<&'a str, Mark>,
-        path: &mut Vec<&'a str>,
-    ) -> Option<Vec<String>> {
-        match marks[name] {
-            Mark::Done => return None,
-            Mark::Active => {
-                let start = path.iter().position(|p| *p == name).expect("on path");
-                let mut cycle: Vec<String> = path[start..].iter().map(|s| s.to_string()).collect();
-                cycle.push(name.to_string());
-                return Some(cycle);
-            }
-            Mark::New => {}
-        }
-        marks.insert(name, Mark::Active);
-        path.push(name);
-        for dep in &config.tasks[name].deps {
-            if config.tasks.contains_key(dep)
-                && let Some(c) = visit(config, dep, marks, path)
-            {
-                return Some(c);
-            }
-        }
-        path.pop();
-        marks.insert(name, Mark::Done);
-        None
-    }
-    let mut marks: BTreeMap<&str, Mark> = config
+    let names: Vec<&str> = config.tasks.keys().map(String::as_str).collect();
+    let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    let deps: Vec<Vec<usize>> = config
         .tasks
-        .keys()
-        .map(|k| (k.as_str(), Mark::New))
+        .values()
+        .map(|t| {
+            t.deps
+                .iter()
+                .filter_map(|d| index.get(d.as_str()).copied())
+                .collect()
+        })
         .collect();
-    for name in config.tasks.keys() {
-        if let Some(c) = visit(config, name, &mut marks, &mut Vec::new()) {
-            return Some(c);
+    let mut marks = vec![Mark::New; names.len()];
+    for start in 0..names.len() {
+        if marks[start] != Mark::New {
+            continue;
+        }
+        // The path from `start`: each task with the next of its dependencies to visit.
+        let mut path: Vec<(usize, usize)> = vec![(start, 0)];
+        marks[start] = Mark::Active;
+        while let Some((task, next)) = path.last_mut() {
+            let task = *task;
+            let Some(&dep) = deps[task].get(*next) else {
+                marks[task] = Mark::Done;
+                path.pop();
+                continue;
+            };
+            *next += 1;
+            match marks[dep] {
+                Mark::Done => {}
+                Mark::New => {
+                    marks[dep] = Mark::Active;
+                    path.push((dep, 0));
+                }
+                Mark::Active => {
+                    let from = path.iter().position(|(t, _)| *t == dep).expect("on path");
+                    let mut cycle: Vec<String> = path[from..]
+                        .iter()
+                        .map(|(t, _)| names[*t].to_string())
+                        .collect();
+                    cycle.push(names[dep].to_string());
+                    return Some(cycle);
+                }
+            }
         }
     }
     None

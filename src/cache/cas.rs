@@ -190,16 +190,9 @@ impl Cas {
     /// Every blob and leftover temp file, for cleanup: (info, is a temp file).
     pub(crate) fn list(&self) -> Vec<(BlobInfo, bool)> {
         let mut out = Vec::new();
-        for dir in std::fs::read_dir(&self.root)
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            for f in std::fs::read_dir(dir.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
+        for dir in self.blob_dirs() {
+            let files = std::fs::read_dir(&dir).into_iter().flatten().flatten();
+            for f in files.filter(|f| f.file_type().is_ok_and(|t| t.is_file())) {
                 let name = f.file_name().to_string_lossy().into_owned();
                 let Ok(m) = f.metadata() else { continue };
                 let info = BlobInfo {
@@ -222,13 +215,20 @@ impl Cas {
         if !name.starts_with(".tmp-") || name.contains('/') {
             return;
         }
-        for dir in std::fs::read_dir(&self.root)
+        for dir in self.blob_dirs() {
+            let _ = std::fs::remove_file(dir.join(name));
+        }
+    }
+
+    /// The folders blobs lie in: real folders only, as a link there is not ours to follow.
+    fn blob_dirs(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(&self.root)
             .into_iter()
             .flatten()
             .flatten()
-        {
-            let _ = std::fs::remove_file(dir.path().join(name));
-        }
+            .filter(|d| d.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|d| d.path())
+            .collect()
     }
 }
 

@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 use super::cas::{BlobError, Cas};
 use super::facade::blocking;
 use super::metadata::{Entry, METADATA_FORMAT, TaskMetadata};
+use super::ownership::{self, OWN_ENTRIES, Ownership, is_safe_file_name, own_folder};
 use super::storage::{ActionRecord, BlobRead, BlobRef, BlobWrite, Storage};
 use super::{CacheError, Corrupt, materialize, now, write_atomic};
 use crate::error::{Error, Result};
@@ -20,10 +21,6 @@ use crate::fingerprint::{KeyRecipe, TaskKey};
 /// The layout version of the cache folder; another version's content is cleared on open.
 /// 3: output manifests record modes and folders. 4: outputs are content blobs, not archives.
 pub const CACHE_FORMAT: u32 = 4;
-
-const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
-# This file is a cache directory tag created by flamenco-build.\n\
-# For information about cache directory tags see https://bford.info/cachedir/\n";
 
 /// Leftover temp files and staging folders older than this belong to no running build.
 const STALE_TMP: Duration = Duration::from_secs(3600);
@@ -73,16 +70,28 @@ impl LocalStore {
         }
     }
 
-    /// Opens (creating) the cache at `dir`; a cache of another format is cleared first.
+    /// Makes sure `dir` is a cache folder of ours before anything is written in it (see
+    /// [`ownership`](super::ownership)).
+    pub fn claim(dir: &Path) -> Result<()> {
+        ownership::claim(dir)
+    }
+
+    /// The cache at `dir` when there is one (and it is ours); None when `dir` is absent or
+    /// empty, so that reading the cache's status creates nothing.
+    pub fn existing(dir: &Path) -> Result<Option<LocalStore>> {
+        match ownership::ownership(dir)? {
+            Ownership::Ours => LocalStore::open(dir).map(Some),
+            Ownership::Free => Ok(None),
+        }
+    }
+
+    /// Opens (creating) the cache at `dir`, once it is ours; a cache of another format is
+    /// cleared first.
     pub fn open(dir: &Path) -> Result<LocalStore> {
+        ownership::claim(dir)?;
         let store = LocalStore::at(dir);
         for sub in ["artifacts", "metadata", "tmp"] {
-            let p = dir.join(sub);
-            std::fs::create_dir_all(&p).map_err(Error::io("cannot create the cache folder", &p))?;
-        }
-        let tag = dir.join("CACHEDIR.TAG");
-        if !tag.exists() {
-            write_atomic(&tag, CACHEDIR_TAG.as_bytes()).map_err(Error::io("cannot write", &tag))?;
+            own_folder(dir, sub)?;
         }
         let version = dir.join("VERSION");
         let want = CACHE_FORMAT.to_string();
@@ -301,6 +310,7 @@ impl LocalStore {
                 e.file_name()
                     .to_str()
                     .and_then(|n| n.strip_suffix(".meta.json"))
+                    .filter(|t| is_safe_file_name(t))
                     .map(String::from)
             })
             .collect();
@@ -332,7 +342,10 @@ impl LocalStore {
         CacheStatus {
             dir: self.dir.clone(),
             targets_cached: tasks.iter().filter(|t| t.entries > 0).count(),
-            bytes: dir_size(&self.dir),
+            bytes: OWN_ENTRIES
+                .iter()
+                .map(|e| dir_size(&self.dir.join(e)))
+                .sum(),
             max_size,
             max_age_secs: max_age.as_secs(),
             tasks,
@@ -351,7 +364,7 @@ impl LocalStore {
     /// name fit in `max_size`; then removes blobs no entry names, and stale temp files.
     pub fn gc(&self, max_size: u64, max_age: Duration) -> Result<GcReport> {
         let _lock = self.lock()?;
-        let _ = std::fs::write(self.dir.join("last-gc"), b"");
+        let _ = write_atomic(&self.dir.join("last-gc"), b"");
         let mut metas = self.all_meta();
         let mut report = GcReport::default();
         let doomed = pick_doomed(&metas, max_size, max_age, now());
@@ -402,7 +415,11 @@ impl LocalStore {
         {
             let modified = f.metadata().and_then(|m| m.modified());
             if modified.is_ok_and(|t| older(t, STALE_TMP)) {
-                let _ = std::fs::remove_dir_all(f.path());
+                // Never through a link: a staging folder is a folder of ours, anything else a file.
+                let _ = match f.file_type() {
+                    Ok(t) if t.is_dir() => std::fs::remove_dir_all(f.path()),
+                    _ => std::fs::remove_file(f.path()),
+                };
             }
         }
         bytes
@@ -636,7 +653,127 @@ impl Storage for LocalStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::ownership::{TAG_SIGNATURE, is_our_tag};
     use crate::fingerprint::{FileDigest, Manifest};
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn age(path: &Path, by: Duration) {
+        File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(SystemTime::now() - by)
+            .unwrap();
+    }
+
+    #[test]
+    fn an_absent_or_empty_folder_is_claimed_and_tagged() {
+        let dir = tempfile::tempdir().unwrap();
+        let absent = dir.path().join("new");
+        assert!(LocalStore::existing(&absent).unwrap().is_none());
+        assert!(!absent.exists(), "looking creates nothing");
+        LocalStore::open(&absent).unwrap();
+        assert!(is_our_tag(
+            &std::fs::read_to_string(absent.join("CACHEDIR.TAG")).unwrap()
+        ));
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        LocalStore::open(&empty).unwrap();
+        assert!(LocalStore::existing(&empty).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_strangers_folder_is_refused_and_left_as_it_is() {
+        // Issue 10 finding 3: the cache folder must be empty or hold our CACHEDIR.TAG before
+        // anything in it is cleared or written. Failed on main before this change: `open`
+        // wrote its folders and tag into it and cleared its `metadata/` (another VERSION).
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("metadata")).unwrap();
+        std::fs::write(dir.path().join("metadata/theirs"), "x").unwrap();
+        std::fs::write(dir.path().join("VERSION"), "7").unwrap();
+        let before = names(dir.path());
+        for e in [
+            LocalStore::open(dir.path()).unwrap_err(),
+            LocalStore::existing(dir.path()).unwrap_err(),
+        ] {
+            assert_eq!(e.exit_code(), 2);
+            assert!(e.to_string().contains("no CACHEDIR.TAG"), "{e}");
+        }
+        assert_eq!(names(dir.path()), before);
+        assert!(dir.path().join("metadata/theirs").exists());
+        // Another program's cache tag is not ours either.
+        std::fs::write(
+            dir.path().join("CACHEDIR.TAG"),
+            format!("{TAG_SIGNATURE}\n# tool X\n"),
+        )
+        .unwrap();
+        let e = LocalStore::open(dir.path()).unwrap_err();
+        assert!(
+            e.to_string().contains("not written by flamenco-build"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn clearing_and_trimming_touch_only_our_own_entries() {
+        // Issue 10 finding 3: `clean-cache`, trimming and temp cleanup remove only entries of the
+        // cache's own layout, and follow no link. Failed on main before this change: a link in
+        // `artifacts/` was followed by the orphan sweep, which removed what it points to.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("c");
+        let cache = LocalStore::open(&root).unwrap();
+        let sha = |c: char| c.to_string().repeat(64);
+        let blobs = root.join("artifacts/sha256");
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join(sha('e')), "not ours").unwrap();
+        std::fs::create_dir_all(&blobs).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, blobs.join("ee")).unwrap();
+        std::fs::create_dir(blobs.join("aa")).unwrap();
+        std::fs::write(blobs.join("aa/notes.txt"), "x").unwrap();
+        std::fs::write(blobs.join("aa").join(sha('a')), "x").unwrap();
+        std::fs::write(root.join("README"), "mine").unwrap();
+        let old = 2 * STALE_TMP;
+        for f in [
+            blobs.join("aa/notes.txt"),
+            blobs.join("aa").join(sha('a')),
+            elsewhere.join(sha('e')),
+        ] {
+            age(&f, old);
+        }
+        cache.gc(u64::MAX, Duration::from_secs(3600)).unwrap();
+        assert!(elsewhere.join(sha('e')).exists(), "a link is not followed");
+        assert!(blobs.join("aa/notes.txt").exists(), "not one of our names");
+        assert!(
+            !blobs.join("aa").join(sha('a')).exists(),
+            "a blob no entry names"
+        );
+        cache.clear().unwrap();
+        assert!(root.join("README").exists());
+        assert!(elsewhere.join(sha('e')).exists());
+        assert_eq!(names(&root.join("artifacts")), Vec::<String>::new());
+    }
+
+    #[test]
+    fn metadata_names_that_are_not_task_names_are_ignored() {
+        // Issue 10 finding 5: `..meta.json` would be the metadata of a task `.`; no such name
+        // is ever read, evicted or counted.
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LocalStore::open(dir.path()).unwrap();
+        std::fs::write(dir.path().join("metadata/..meta.json"), "{").unwrap();
+        assert!(cache.tasks().is_empty());
+        let _ = cache.status(u64::MAX, Duration::from_secs(3600));
+        assert!(dir.path().join("metadata/..meta.json").exists());
+    }
 
     fn entry(key: &str, used: u64, blobs: &[(&str, u64)]) -> Entry {
         let outputs: Manifest = blobs

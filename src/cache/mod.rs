@@ -11,6 +11,7 @@ mod facade;
 mod local_store;
 mod materialize;
 mod metadata;
+mod ownership;
 mod storage;
 
 use std::io::Write;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::{Cli, run_id};
-use crate::cache::Cache;
+use crate::cache::{Cache, LocalStore};
 use crate::config::{Config, Toolchain};
 use crate::error::{Error, Result};
 use crate::executor::{
@@ -211,6 +211,8 @@ impl Build {
     }
 
     pub(super) async fn run(self) -> Result<()> {
+        // Before anything is written in it (runs, staging): the cache folder must be ours.
+        LocalStore::claim(&self.config.cache_dir())?;
         crate::scheduler::derive_env_ahead(&self.config, &self.plan);
         match self.args.executor {
             ExecutorKind::Docker => {

@@ -13,8 +13,8 @@ use crate::workspace::paths;
 pub fn status(config: &Config, json: bool) -> Result<()> {
     let s = &config.settings;
     let dir = config.cache_dir();
-    let status = if dir.join("VERSION").exists() {
-        LocalStore::open(&dir)?.status(s.cache_max_size, s.cache_max_age)
+    let status = if let Some(cache) = LocalStore::existing(&dir)? {
+        cache.status(s.cache_max_size, s.cache_max_age)
     } else {
         crate::cache::CacheStatus {
             dir: dir.clone(),
@@ -64,16 +64,18 @@ pub fn status(config: &Config, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// Removes what the cache holds, only in a cache folder of ours and only our own entries.
 pub fn clean_cache(config: &Config) -> Result<()> {
     let dir = config.cache_dir();
-    if !dir.exists() {
+    let Some(cache) = LocalStore::existing(&dir)? else {
         println!(
-            "Cache: nothing to remove ({} does not exist)",
-            dir.display()
+            "Cache: nothing to remove ({} {})",
+            dir.display(),
+            absent(&dir)
         );
         return Ok(());
-    }
-    let (files, bytes) = LocalStore::open(&dir)?.clear()?;
+    };
+    let (files, bytes) = cache.clear()?;
     println!(
         "Cache: removed {files} files, {} from {}",
         human_size(bytes),
@@ -189,14 +191,23 @@ fn remove_empty_dirs(dir: &std::path::Path) {
     let _ = std::fs::remove_dir(dir);
 }
 
+/// Why there is no cache at `dir`.
+fn absent(dir: &std::path::Path) -> &'static str {
+    if dir.exists() {
+        "is empty"
+    } else {
+        "does not exist"
+    }
+}
+
 /// Re-hashes every entry; reports and evicts the bad ones. Fails when any was bad.
 pub fn verify(config: &Config) -> Result<()> {
     let dir = config.cache_dir();
-    if !dir.join("VERSION").exists() {
-        println!("Cache: empty ({} does not exist)", dir.display());
+    let Some(cache) = LocalStore::existing(&dir)? else {
+        println!("Cache: empty ({} {})", dir.display(), absent(&dir));
         return Ok(());
-    }
-    let (checked, bad) = LocalStore::open(&dir)?.verify()?;
+    };
+    let (checked, bad) = cache.verify()?;
     for c in &bad {
         println!(
             "bad: {} (key {}): {}; evicted",

@@ -1,13 +1,14 @@
 //! The on-disk shape of flamenco-build.toml (serde, with spans) and its validation into
 //! [`Config`](super::Config).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::path_pattern::{InputSet, OutputPath, normalize};
+use super::cache_dir;
+use super::path_pattern::{InputSet, OutputPath, conflicts, forbidden_place, normalize};
 use super::{Config, Diagnostic, Settings, Source, Task, Toolchain};
 use crate::error::{Error, Result};
 
@@ -110,10 +111,30 @@ fn parse_size_text(t: &str) -> Result<u64, String> {
     Ok((n * factor as f64) as u64)
 }
 
+/// The longest task or toolchain name. Task names become file names in the cache
+/// (`metadata/<task>.meta.json`, `artifacts/<task>/`, staging folders): well inside 255 bytes.
+const MAX_NAME_BYTES: usize = 100;
+
+const NAME_RULE: &str = "(1 to 100 letters, digits, `-`, `_` or `.`, and not `.` or `..`: \
+                         names become file names in the cache)";
+
+/// A task or toolchain name: one safe path component (no `.` or `..`, no separator).
 fn is_name(s: &str) -> bool {
     !s.is_empty()
+        && s.len() <= MAX_NAME_BYTES
+        && s != "."
+        && s != ".."
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+}
+
+/// A volume name Docker accepts: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
+pub(crate) fn is_volume_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    s.len() >= 2
+        && s.len() <= 255
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-')
 }
 
 fn is_env_name(s: &str) -> bool {
@@ -142,6 +163,8 @@ impl ConfigFile {
             errors.push(source.diagnostic(Some(span), msg));
         };
 
+        // The cache folder's project-relative paths: no output or input may reach into it.
+        let mut cache_inside: Vec<String> = Vec::new();
         let settings = {
             let s = self.settings.unwrap_or(SettingsFile {
                 cache_dir: None,
@@ -151,6 +174,7 @@ impl ConfigFile {
                 cache_max_size: None,
                 cache_max_age: None,
             });
+            let cache_dir_span = s.cache_dir.as_ref().map(|d| d.span());
             let cache_max_size = match s.cache_max_size {
                 None => Settings::DEFAULT_MAX_SIZE,
                 Some(v) => parse_size(v.get_ref()).unwrap_or_else(|e| {
@@ -179,11 +203,25 @@ impl ConfigFile {
                 Some(d) => PathBuf::from(d.into_inner()),
                 None => PathBuf::from(".build-cache"),
             };
+            let cache_dir = match cache_dir::resolve(&root, &cache_dir.to_string_lossy()) {
+                Ok(c) => {
+                    cache_inside = c.inside;
+                    c.setting
+                }
+                Err(e) => {
+                    err(cache_dir_span.clone().unwrap_or(0..0), e);
+                    cache_dir
+                }
+            };
             let cache_volume = match s.cache_volume {
-                Some(v) if !is_name(v.get_ref()) => {
+                Some(v) if !is_volume_name(v.get_ref()) => {
                     err(
                         v.span(),
-                        format!("`{}` is not a valid volume name", v.get_ref()),
+                        format!(
+                            "`cache_volume` `{}` is not a volume name Docker accepts (a letter or \
+                             digit, then letters, digits, `_`, `.` or `-`)",
+                            v.get_ref()
+                        ),
                     );
                     String::new()
                 }
@@ -234,7 +272,7 @@ impl ConfigFile {
             if !is_name(&name) {
                 err(
                     name_span.clone(),
-                    format!("`{name}` is not a valid toolchain name"),
+                    format!("`{name}` is not a valid toolchain name {NAME_RULE}"),
                 );
             }
             let tc = tc.into_inner();
@@ -243,6 +281,9 @@ impl ConfigFile {
                     tc.image.span(),
                     format!("toolchain `{name}` has an empty `image`"),
                 );
+            }
+            for (span, message) in nul_bytes(&name, &tc) {
+                err(span, message);
             }
             let mut env = BTreeMap::new();
             for (k, v) in tc.env {
@@ -283,7 +324,7 @@ impl ConfigFile {
             );
         }
 
-        let task_names: Vec<String> = self.tasks.keys().map(|k| k.get_ref().clone()).collect();
+        let task_names: HashSet<String> = self.tasks.keys().map(|k| k.get_ref().clone()).collect();
         let mut tasks = BTreeMap::new();
         for (name, task) in self.tasks {
             let name_span = name.span();
@@ -293,7 +334,7 @@ impl ConfigFile {
             if !is_name(&name) {
                 err(
                     name_span.clone(),
-                    format!("`{name}` is not a valid task name"),
+                    format!("`{name}` is not a valid task name {NAME_RULE}"),
                 );
             }
             if !toolchains.contains_key(task.toolchain.get_ref()) {
@@ -313,6 +354,7 @@ impl ConfigFile {
             }
             let mut deps = Vec::new();
             let mut dep_spans = Vec::new();
+            let mut seen = HashSet::new();
             for dep in task.deps {
                 if !task_names.contains(dep.get_ref()) {
                     err(
@@ -321,7 +363,7 @@ impl ConfigFile {
                     );
                 } else if dep.get_ref() == &name {
                     err(dep.span(), format!("task `{name}` depends on itself"));
-                } else if deps.contains(dep.get_ref()) {
+                } else if !seen.insert(dep.get_ref().clone()) {
                     err(
                         dep.span(),
                         format!("task `{name}` lists `{}` twice", dep.get_ref()),
@@ -332,6 +374,12 @@ impl ConfigFile {
             }
             if task.run.get_ref().trim().is_empty() {
                 err(task.run.span(), format!("task `{name}` has an empty `run`"));
+            }
+            if task.run.get_ref().contains('\0') {
+                err(
+                    task.run.span(),
+                    format!("task `{name}`: `run` contains a NUL byte, which no shell command can"),
+                );
             }
             let workdir = match task.workdir {
                 None => ".".to_string(),
@@ -350,7 +398,15 @@ impl ConfigFile {
             let input_spans: Vec<_> = input_list.iter().map(|s| Some(s.span())).collect();
             let raw_inputs: Vec<String> = input_list.iter().map(|s| s.get_ref().clone()).collect();
             let inputs = match InputSet::new(&raw_inputs) {
-                Ok(set) => set,
+                Ok(set) => {
+                    for (i, pattern) in set.patterns.iter().enumerate() {
+                        if let Some(why) = forbidden_input(pattern, &cache_inside) {
+                            let span = input_list[i].span();
+                            err(span, format!("task `{name}`: input `{pattern}` {why}"));
+                        }
+                    }
+                    set
+                }
                 Err((i, e)) => {
                     let span = input_list.get(i).map_or(input_span, |s| s.span());
                     err(span, format!("task `{name}`: input {e}"));
@@ -361,24 +417,10 @@ impl ConfigFile {
             for out in &task.outputs {
                 match OutputPath::new(out.get_ref()) {
                     Ok(o) => {
-                        if outputs
-                            .iter()
-                            .any(|(p, _): &(OutputPath, _)| p.overlaps(&o))
-                        {
+                        if let Some(why) = forbidden_output(&o, &cache_inside) {
                             err(
                                 out.span(),
-                                format!("task `{name}` declares `{}` twice", out.get_ref()),
-                            );
-                        }
-                        if settings.cache_dir.is_relative()
-                            && o.contains(&settings.cache_dir.to_string_lossy())
-                        {
-                            err(
-                                out.span(),
-                                format!(
-                                    "task `{name}`: output `{}` covers the cache folder",
-                                    o.path
-                                ),
+                                format!("task `{name}`: output `{}` {why}", o.path),
                             );
                         }
                         outputs.push((o, out.span()));
@@ -469,28 +511,13 @@ impl ConfigFile {
             );
         }
 
-        // Two tasks may not claim the same output.
+        // No two outputs, of one task or of two, may claim the same path.
         let all: Vec<(&str, &OutputPath, std::ops::Range<usize>)> = tasks
             .iter()
             .flat_map(|(n, (_, outs))| outs.iter().map(move |(o, s)| (n.as_str(), o, s.clone())))
             .collect();
-        for (i, (a_task, a, _)) in all.iter().enumerate() {
-            for (b_task, b, b_span) in &all[i + 1..] {
-                if a_task != b_task && a.overlaps(b) {
-                    err(
-                        b_span.clone(),
-                        format!(
-                            "tasks `{a_task}` and `{b_task}` both claim output `{}`{}",
-                            b.path,
-                            if a.path == b.path {
-                                String::new()
-                            } else {
-                                format!(" (`{}`)", a.path)
-                            }
-                        ),
-                    );
-                }
-            }
+        for (span, message) in output_conflicts(&all) {
+            err(span, message);
         }
 
         if tasks.is_empty() {
@@ -509,4 +536,79 @@ impl ConfigFile {
             all_outputs: Default::default(),
         })
     }
+}
+
+/// Why an input pattern may not be declared: it reaches into `.git` or the cache folder (an
+/// exclude may name them; it only takes files away).
+fn forbidden_input(pattern: &str, cache: &[String]) -> Option<String> {
+    if pattern.starts_with('!') {
+        return None;
+    }
+    forbidden_place(pattern, cache)
+}
+
+/// Why an output may not be declared: it lies in `.git` or the cache folder, or would claim
+/// either whole (a folder above the cache folder, a glob matching it or `.git`).
+fn forbidden_output(o: &OutputPath, cache: &[String]) -> Option<String> {
+    if let Some(why) = forbidden_place(&o.path, cache) {
+        return Some(why);
+    }
+    if o.covers(".git") {
+        return Some("would claim `.git`, which belongs to git".into());
+    }
+    cache
+        .iter()
+        .find(|c| o.covers(c))
+        .map(|c| format!("contains the cache folder `{c}`"))
+}
+
+/// NUL bytes where the engine needs a C string (a command, an image reference, an env value).
+fn nul_bytes(name: &str, tc: &ToolchainFile) -> Vec<(std::ops::Range<usize>, String)> {
+    let mut found = Vec::new();
+    for (what, value) in [
+        ("image", Some(&tc.image)),
+        ("version_command", tc.version_command.as_ref()),
+    ] {
+        if let Some(v) = value.filter(|v| v.get_ref().contains('\0')) {
+            let message = format!("toolchain `{name}`: `{what}` contains a NUL byte");
+            found.push((v.span(), message));
+        }
+    }
+    for (k, v) in &tc.env {
+        if v.contains('\0') {
+            let message = format!(
+                "toolchain `{name}`: the value of `{}` contains a NUL byte",
+                k.get_ref()
+            );
+            found.push((k.span(), message));
+        }
+    }
+    found
+}
+
+/// Outputs claiming the same path, of one task (declared twice) or of two: where and why.
+fn output_conflicts(
+    all: &[(&str, &OutputPath, std::ops::Range<usize>)],
+) -> Vec<(std::ops::Range<usize>, String)> {
+    let paths: Vec<&OutputPath> = all.iter().map(|(_, o, _)| *o).collect();
+    conflicts(&paths)
+        .into_iter()
+        .map(|(b, a)| {
+            let ((a_task, a, _), (b_task, b, b_span)) = (&all[a], &all[b]);
+            let message = if a_task == b_task {
+                format!("task `{b_task}` declares `{}` twice", b.path)
+            } else if a.path == b.path {
+                format!(
+                    "tasks `{a_task}` and `{b_task}` both claim output `{}`",
+                    b.path
+                )
+            } else {
+                format!(
+                    "tasks `{a_task}` and `{b_task}` both claim output `{}` (`{}`)",
+                    b.path, a.path
+                )
+            };
+            (b_span.clone(), message)
+        })
+        .collect()
 }

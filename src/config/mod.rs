@@ -1,6 +1,7 @@
 //! `flamenco-build.toml`, or the built-in Flamenco graph: parsed once and validated before anything
 //! runs. Every error names the file, line and column it comes from.
 
+mod cache_dir;
 mod file;
 pub mod flamenco;
 mod output_index;

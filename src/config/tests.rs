@@ -404,3 +404,208 @@ fn the_default_cache_volume_is_the_projects_own() {
     );
     assert_eq!(c.unwrap().settings.cache_volume, "shared");
 }
+
+/// The message of each error of `text`, as `line:column: message`.
+fn error_of(text: &str) -> String {
+    errors(text).join("\n")
+}
+
+#[test]
+fn the_cache_folder_is_never_the_root_an_ancestor_slash_or_home() {
+    // Issue 10 finding 3: `cache_dir` may not be the project root, an ancestor of it, `/`, or
+    // $HOME. Failed on main before this change: every one of these was accepted (and
+    // `clean-cache` then emptied the project's `metadata/` or `/tmp`).
+    let home = std::env::var("HOME").expect("HOME is set");
+    for dir in [".", "./", "sub/..", "/p", "/p/", "..", "/", "//", &home] {
+        let text = ISSUE_SHAPE.replace(
+            "cache_dir = \".build-cache\"",
+            &format!("cache_dir = \"{dir}\""),
+        );
+        let e = error_of(&text);
+        assert!(
+            e.starts_with("3:13: `cache_dir` "),
+            "cache_dir = {dir:?} should be refused at its value: {e}"
+        );
+    }
+    for dir in [".build-cache/", "./cache", "/elsewhere/cache", "../p-cache"] {
+        let text = ISSUE_SHAPE.replace(
+            "cache_dir = \".build-cache\"",
+            &format!("cache_dir = \"{dir}\""),
+        );
+        assert!(parse(&text).is_ok(), "cache_dir = {dir:?} is fine");
+    }
+}
+
+#[test]
+fn no_output_or_input_is_in_git_or_the_cache_folder() {
+    // Issue 10 finding 4: no output or input may be `.git`, lie inside a `.git` folder or inside
+    // the cache folder, and no output may contain them, however `cache_dir` is written. Failed
+    // on main before this change: `.git/hooks/pre-commit` was accepted and placed as a hook, an
+    // output in `.build-cache/metadata/` was accepted, and an absolute cache_dir skipped the check.
+    let outputs = |cache_dir: &str, output: &str| {
+        ISSUE_SHAPE
+            .replace(
+                "cache_dir = \".build-cache\"",
+                &format!("cache_dir = \"{cache_dir}\""),
+            )
+            .replace(
+                "outputs = [\"flamenco-manager\"]",
+                &format!("outputs = [\"{output}\"]"),
+            )
+    };
+    for (cache_dir, output) in [
+        (".build-cache", ".git/hooks/pre-commit"),
+        (".build-cache", ".git"),
+        (".build-cache", "./.git/"),
+        (".build-cache", "vendor/lib/.git/config"),
+        (".build-cache", "pkg/.git/*.gen.go"),
+        (".build-cache", "*"),
+        (".build-cache", ".build-cache/metadata/victim.meta.json"),
+        (".build-cache", ".build-cache"),
+        ("./.build-cache/", ".build-cache/x"),
+        ("/p/cache", "cache"),
+        ("/p/./cache/", "cache/artifacts"),
+        ("/p/sub/../cache", "cache/**"),
+        ("out/cache", "out"),
+        ("/p/out/cache", "out"),
+        ("out/cache", "out/*"),
+    ] {
+        let e = error_of(&outputs(cache_dir, output));
+        assert!(
+            e.starts_with("33:12: task `manager`: output "),
+            "output {output:?} with cache_dir {cache_dir:?} should be refused: {e}"
+        );
+    }
+    for (cache_dir, output) in [
+        ("/p/cache", "cachex"),
+        ("out/cache", "out/bin"),
+        (".build-cache", ".gitignore"),
+        (".build-cache", "pkg/*.gen.go"),
+    ] {
+        assert!(
+            parse(&outputs(cache_dir, output)).is_ok(),
+            "output {output:?} with cache_dir {cache_dir:?} is fine"
+        );
+    }
+    let inputs = |input: &str| {
+        ISSUE_SHAPE.replace(
+            "inputs = [\"tools/**\"]",
+            &format!("inputs = [\"tools/**\", \"{input}\"]"),
+        )
+    };
+    for input in [
+        ".git/config",
+        ".git",
+        "a/.git/**",
+        ".build-cache/**",
+        ".build-cache",
+    ] {
+        let e = error_of(&inputs(input));
+        assert!(
+            e.starts_with("19:23: task `generate-go`: input "),
+            "input {input:?} should be refused: {e}"
+        );
+    }
+    // An exclude may name them: it only takes files away.
+    assert!(parse(&inputs("!.git/**")).is_ok());
+}
+
+#[test]
+fn task_names_are_safe_single_path_components() {
+    // Issue 10 finding 5: a task name is a safe file name (no `.`/`..`, no separator, no control
+    // character, at most 100 bytes). Failed on main before this change: `.`, `..` and a
+    // 300-character name were accepted (`.` put the task's archives in the cache folder itself).
+    let long = "a".repeat(300);
+    for name in [".", "..", long.as_str(), "a/b", "a\\\\b", "tab\\tname", ""] {
+        let text = ISSUE_SHAPE.replace("[tasks.manager]", &format!("[tasks.\"{name}\"]"));
+        let e = error_of(&text);
+        assert!(
+            e.contains("is not a valid task name"),
+            "task name {name:?} should be refused: {e}"
+        );
+        assert!(e.starts_with("28:8: "), "located at the name: {e}");
+    }
+    let ok = "a".repeat(100);
+    let text = ISSUE_SHAPE.replace("[tasks.manager]", &format!("[tasks.{ok}]"));
+    assert!(parse(&text).is_ok());
+    let text = ISSUE_SHAPE.replace("[toolchains.node]", "[toolchains.\"..\"]");
+    assert!(error_of(&text).contains("`..` is not a valid toolchain name"));
+}
+
+#[test]
+fn values_docker_would_refuse_are_config_errors() {
+    // Issue 10 finding 14: a `cache_volume` Docker rejects and a `run` with a NUL byte are located
+    // config errors. Failed on main before this change: `-weird` and `..` were accepted as volume
+    // names, and a NUL in `run` passed validation (the engine failed later).
+    for volume in ["-weird", "..", ".hidden", "a", "x/y", "_x"] {
+        let text = ISSUE_SHAPE.replace(
+            "cache_volume = \"flamenco-build-cache\"",
+            &format!("cache_volume = \"{volume}\""),
+        );
+        let e = error_of(&text);
+        assert!(
+            e.starts_with("4:16: `cache_volume` "),
+            "volume {volume:?} should be refused: {e}"
+        );
+    }
+    for volume in ["flamenco-build-cache", "v1", "a.b_c-d", "0cache"] {
+        let text = ISSUE_SHAPE.replace(
+            "cache_volume = \"flamenco-build-cache\"",
+            &format!("cache_volume = \"{volume}\""),
+        );
+        assert!(parse(&text).is_ok(), "volume {volume:?} is fine");
+    }
+    let text = ISSUE_SHAPE.replace("run = \"node build.mjs\"", "run = \"node\\u0000build.mjs\"");
+    let e = error_of(&text);
+    assert!(
+        e.starts_with("24:7: task `webapp-static`: `run` contains a NUL byte"),
+        "{e}"
+    );
+}
+
+#[test]
+fn validation_scales_to_twenty_thousand_tasks() {
+    // Issue 10 finding 15: validation is linear in tasks and globs. Failed on main before this
+    // change: validating this config took minutes (all pairs of outputs, dependency lookups in
+    // a list); a chain this long also risks a recursive cycle search's stack.
+    const N: usize = 20_000;
+    let mut text = String::from("[toolchains.go]\nimage = \"go\"\n");
+    for i in 0..N {
+        // Some globs (one at the root, above every other output), most outputs literal.
+        let glob = match i {
+            0 => ", \"*.gen.go\"".to_string(),
+            i if i % 50 == 0 => format!(", \"gen/t{i}/*.go\""),
+            _ => String::new(),
+        };
+        text.push_str(&format!(
+            "[tasks.t{i}]\ntoolchain = \"go\"\nrun = \"true\"\ninputs = [\"src/t{i}\"]\n\
+             outputs = [\"out/t{i}\"{glob}]\n"
+        ));
+        if i > 0 {
+            text.push_str(&format!("deps = [\"t{}\"]\n", i - 1));
+        }
+    }
+    let c = parse(&text).unwrap();
+    let g = Graph::new(&c).unwrap();
+    let expected: Vec<String> = (0..N).map(|i| format!("t{i}")).collect();
+    assert_eq!(g.order(), expected);
+    assert_eq!(g.plan(&c, &["t2".into()]).unwrap(), ["t0", "t1", "t2"]);
+    // A cycle at the end of the chain is still found, and one output claimed twice.
+    let text = text
+        .replacen("[tasks.t0]\n", "[tasks.t0]\ndeps = [\"t19999\"]\n", 1)
+        .replace("\"out/t7\"", "\"out/t5/x\"");
+    let e = error_of(&text);
+    assert!(
+        e.contains("tasks `t5` and `t7` both claim output `out/t5/x` (`out/t5`)"),
+        "{e}"
+    );
+    let c = parse(&text.replace("\"out/t5/x\"", "\"out/t7\"")).unwrap();
+    let Err(Error::Config(ds)) = Graph::new(&c) else {
+        panic!("the cycle was not found");
+    };
+    assert!(
+        ds[0]
+            .message
+            .starts_with("dependency cycle: t0 -> t19999 -> t19998")
+    );
+}

@@ -4,6 +4,7 @@
 mod support;
 
 mod boundary_archive;
+mod boundary_config;
 mod boundary_paths;
 mod boundary_runtime;
 mod cache;
