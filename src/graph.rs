@@ -65,6 +65,7 @@ impl Graph {
     }
 
     /// Every task in dependency order.
+    #[cfg(test)]
     pub fn order(&self) -> &[String] {
         &self.order
     }

@@ -5,16 +5,16 @@
 //! [`executor`] → [`scheduler`] → [`report`]; [`cli`] wires them to the command line.
 //! `docs/architecture.md` says what each module does and where remote tiers plug in.
 
-pub mod cache;
+pub(crate) mod cache;
 pub mod cli;
 pub mod config;
 pub mod error;
-pub mod executor;
+pub(crate) mod executor;
 pub mod fingerprint;
-pub mod graph;
+pub(crate) mod graph;
 pub(crate) mod interrupt;
-pub mod report;
-pub mod scheduler;
+pub(crate) mod report;
+pub(crate) mod scheduler;
 pub(crate) mod workspace;
 
 pub use error::{Error, Result};

@@ -1,8 +1,6 @@
 //! What can go wrong in a cache tier, typed, so the facade can tell a damaged entry (evict it,
 //! run the task) from a tier that cannot be used (warn, go on without it).
 
-use std::path::PathBuf;
-
 use super::cas::BlobError;
 use crate::fingerprint::TaskKey;
 
@@ -38,28 +36,7 @@ pub enum CacheError {
     /// A local failure of the store (a full disk, a folder that cannot be written).
     #[error(transparent)]
     Local(#[from] crate::error::Error),
-    #[error("{what} {}: {source}", path.display())]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     /// A bug or a runtime failure, not the data's fault.
     #[error("{0}")]
     Internal(String),
-}
-
-impl CacheError {
-    /// A write failed because a disk (or quota) is full.
-    pub fn is_disk_full(&self) -> bool {
-        let os = match self {
-            CacheError::Local(e) => return e.is_disk_full(),
-            CacheError::Io { source, .. } | CacheError::Blob(BlobError::Io { source, .. }) => {
-                source.raw_os_error()
-            }
-            _ => None,
-        };
-        matches!(os, Some(28) | Some(122))
-    }
 }

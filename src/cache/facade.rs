@@ -237,11 +237,6 @@ impl Cache {
         }
         Ok(())
     }
-
-    /// Checks a record from any tier as hostile input (the boundary rules of a task's outputs).
-    pub fn check_record(outputs: &Manifest) -> Result<(), String> {
-        materialize::check(outputs)
-    }
 }
 
 /// Runs blocking cache work (hashing, copying, fsync) off the async workers.

@@ -113,6 +113,7 @@ impl LocalStore {
         Ok(store)
     }
 
+    #[cfg(test)]
     pub fn dir(&self) -> &Path {
         &self.dir
     }

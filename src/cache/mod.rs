@@ -18,11 +18,9 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use error::{CacheError, Corrupt};
-pub use facade::{Cache, Hit, Lookup, Miss};
-pub use local_store::{CACHE_FORMAT, CacheStatus, GcReport, LocalStore, TaskStatus};
-pub use metadata::{Entry, TaskMetadata};
-pub use storage::ActionRecord;
+pub(crate) use error::{CacheError, Corrupt};
+pub(crate) use facade::{Cache, Lookup};
+pub(crate) use local_store::{CacheStatus, LocalStore};
 
 /// Unix seconds now.
 pub fn now() -> u64 {

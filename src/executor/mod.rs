@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use docker::{DockerEngine, LABEL_HOST, LABEL_PID, LABEL_ROOT, LABEL_RUN, LABEL_TASK};
+pub use docker::DockerEngine;
 pub(crate) use docker::{DockerExecutor, DockerSettings, Reaper};
 pub use image_provider::{ImageProvider, Provenance};
 pub use local::LocalExecutor;

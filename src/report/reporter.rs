@@ -39,10 +39,6 @@ struct Inner {
 }
 
 impl Reporter {
-    pub fn new(mode: &'static str, verbose: bool) -> Self {
-        Self::with_writer(mode, verbose, Box::new(std::io::stdout()))
-    }
-
     /// A reporter whose lines go to `out` (stdout normally; stderr when stdout carries --json).
     pub fn with_writer(mode: &'static str, verbose: bool, out: Box<dyn Write + Send>) -> Self {
         Reporter {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use recipe::derive_env_ahead;
-pub use summary::{BuildSummary, CacheResult, TaskOutcome, TaskState};
+pub use summary::{BuildSummary, TaskOutcome, TaskState};
 
 use context::Context;
 use slots::Slots;

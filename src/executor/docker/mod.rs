@@ -9,6 +9,6 @@ mod run;
 mod volume;
 
 pub(crate) use engine::hostname;
-pub use engine::{DockerEngine, LABEL_HOST, LABEL_PID, LABEL_ROOT, LABEL_RUN, LABEL_TASK};
+pub use engine::DockerEngine;
 pub(crate) use reaping::{Reaper, process_alive};
 pub(crate) use run::{DockerExecutor, DockerSettings};
