@@ -8,7 +8,7 @@ mod reaping;
 mod run;
 mod volume;
 
-pub(crate) use engine::hostname;
 pub use engine::DockerEngine;
+pub(crate) use engine::hostname;
 pub(crate) use reaping::{Reaper, process_alive};
 pub(crate) use run::{DockerExecutor, DockerSettings};
