@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub(crate) mod diagnostic;
 pub mod error;
 pub mod executor;
 pub mod fingerprint;

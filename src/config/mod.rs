@@ -6,15 +6,14 @@ mod file;
 pub mod flamenco;
 mod output_index;
 mod path_pattern;
-mod source;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+pub use crate::diagnostic::{Diagnostic, Source};
 pub use output_index::OutputIndex;
 pub use path_pattern::{InputSet, OutputPath};
-pub use source::{Diagnostic, Source};
 
 use crate::error::{Error, Result};
 
