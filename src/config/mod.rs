@@ -6,6 +6,7 @@ mod file;
 pub mod flamenco;
 mod output_index;
 mod path_pattern;
+mod validate;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -142,7 +143,7 @@ impl Config {
 
     /// Parses and validates a configuration; all problems are reported together.
     pub fn parse(root: PathBuf, source: Source, builtin: bool) -> Result<Config> {
-        file::ConfigFile::parse(&source)?.validate(root, source, builtin)
+        validate::validate(file::ConfigFile::parse(&source)?, root, source, builtin)
     }
 
     /// The artifact cache folder, absolute.
