@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::config::Diagnostic;
+use crate::diagnostic::Diagnostic;
 
 /// Every failure the library reports. `main` prints it and exits with [`Error::exit_code`].
 #[derive(Debug, thiserror::Error)]

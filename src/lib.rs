@@ -8,6 +8,7 @@
 pub(crate) mod cache;
 pub mod cli;
 pub mod config;
+pub(crate) mod diagnostic;
 pub mod error;
 pub(crate) mod executor;
 pub mod fingerprint;

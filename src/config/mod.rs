@@ -6,15 +6,15 @@ mod file;
 pub mod flamenco;
 mod output_index;
 mod path_pattern;
-mod source;
+mod validate;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+pub use crate::diagnostic::{Diagnostic, Source};
 pub use output_index::OutputIndex;
 pub use path_pattern::{InputSet, OutputPath};
-pub use source::{Diagnostic, Source};
 
 use crate::error::{Error, Result};
 
@@ -143,7 +143,7 @@ impl Config {
 
     /// Parses and validates a configuration; all problems are reported together.
     pub fn parse(root: PathBuf, source: Source, builtin: bool) -> Result<Config> {
-        file::ConfigFile::parse(&source)?.validate(root, source, builtin)
+        validate::validate(file::ConfigFile::parse(&source)?, root, source, builtin)
     }
 
     /// The artifact cache folder, absolute.

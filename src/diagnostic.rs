@@ -1,4 +1,7 @@
 //! Where a configuration came from, and how byte offsets in it read as `file:line:column`.
+//!
+//! A leaf: it imports nothing from the crate, so that both `config` (which makes diagnostics) and
+//! `error` (which carries them) can use it without importing each other. `config` re-exports it.
 
 use std::fmt;
 use std::ops::Range;
