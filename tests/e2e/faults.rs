@@ -6,101 +6,20 @@
 //! uses 20 or more).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::thread::JoinHandle;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
 use crate::remote_engine::{IMAGES, SecondEngine};
-use crate::support::{Project, Run, docker_lines, require_toolchain_images};
+use crate::support::{Project, Run, Spawned, docker_lines, require_toolchain_images};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flamenco-build");
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/// A build running in the background, its output read as it comes (so a full pipe never stalls
-/// it).
-struct Spawned {
-    child: Child,
-    out: Option<JoinHandle<String>>,
-    err: Option<JoinHandle<String>>,
-}
-
-impl Spawned {
-    fn new(mut cmd: Command) -> Spawned {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start flamenco-build");
-        let reader = |mut r: Box<dyn Read + Send>| {
-            std::thread::spawn(move || {
-                let mut b = Vec::new();
-                let _ = r.read_to_end(&mut b);
-                String::from_utf8_lossy(&b).into_owned()
-            })
-        };
-        let out = reader(Box::new(child.stdout.take().unwrap()));
-        let err = reader(Box::new(child.stderr.take().unwrap()));
-        Spawned {
-            child,
-            out: Some(out),
-            err: Some(err),
-        }
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    fn running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// Waits at most `limit`; None when it is still running then. (Callers use it as a guard
-    /// against a hang, with a generous limit, or to see that a build is still blocked.)
-    fn wait_for(&mut self, limit: Duration) -> Option<Run> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(self.collect(status));
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn collect(&mut self, status: ExitStatus) -> Run {
-        Run {
-            code: status.code().unwrap_or(-1),
-            stdout: self.out.take().unwrap().join().unwrap(),
-            stderr: self.err.take().unwrap().join().unwrap(),
-        }
-    }
-
-    /// SIGKILL, and reap it (a zombie would still count as a live process for the next run).
-    fn sigkill(&mut self) -> Run {
-        signal(self.pid(), nix::sys::signal::Signal::SIGKILL);
-        let status = self.child.wait().unwrap();
-        self.collect(status)
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 fn signal(pid: i32, sig: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();

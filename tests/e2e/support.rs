@@ -1,8 +1,11 @@
 //! Test support: the real binary, the real engine, labelled resources cleaned up on drop.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::OnceLock;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// The six tasks of examples/flamenco-mini.
 pub const EXAMPLE_TASKS: [&str; 6] = [
@@ -407,4 +410,93 @@ fn now_secs() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64()
+}
+
+/// A build running in the background, its output read as it comes (so a full pipe never stalls
+/// it).
+pub struct Spawned {
+    child: Child,
+    out: Option<JoinHandle<String>>,
+    err: Option<JoinHandle<String>>,
+}
+
+impl Spawned {
+    pub fn new(mut cmd: Command) -> Spawned {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start flamenco-build");
+        let reader = |mut r: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut b = Vec::new();
+                let _ = r.read_to_end(&mut b);
+                String::from_utf8_lossy(&b).into_owned()
+            })
+        };
+        let out = reader(Box::new(child.stdout.take().unwrap()));
+        let err = reader(Box::new(child.stderr.take().unwrap()));
+        Spawned {
+            child,
+            out: Some(out),
+            err: Some(err),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Waits at most `limit`; None when it is still running then. (Callers use it as a guard
+    /// against a hang, with a generous limit, or to see that a build is still blocked.)
+    pub fn wait_for(&mut self, limit: Duration) -> Option<Run> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(self.collect(status));
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn collect(&mut self, status: ExitStatus) -> Run {
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: self.out.take().unwrap().join().unwrap(),
+            stderr: self.err.take().unwrap().join().unwrap(),
+        }
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).unwrap();
+    }
+
+    /// Waits for it to end, however long that takes.
+    pub fn wait(mut self) -> Run {
+        let status = self.child.wait().unwrap();
+        self.collect(status)
+    }
+
+    /// SIGKILL, and reap it (a zombie would still count as a live process for the next run).
+    pub fn sigkill(&mut self) -> Run {
+        self.signal(nix::sys::signal::Signal::SIGKILL);
+        let status = self.child.wait().unwrap();
+        self.collect(status)
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
