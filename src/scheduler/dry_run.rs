@@ -8,7 +8,7 @@ use super::context::Context;
 use crate::cache::Lookup;
 use crate::config::Task;
 use crate::error::{Error, Result};
-use crate::executor::Executor;
+use crate::executor::{Executor, off_async_workers};
 use crate::fingerprint::{InputFiles, Manifest};
 
 impl<E: Executor + Send + Sync + 'static> Context<E> {
@@ -33,7 +33,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
 
     /// What the build would do with `task`, given the tasks that would run before it.
     async fn verdict(
-        &self,
+        self: &Arc<Self>,
         task: &Task,
         runs: &[&str],
         outputs: &mut BTreeMap<String, Manifest>,
@@ -59,18 +59,29 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         let Some(mode) = &self.cache else {
             return Ok("would run (`build` always runs)".to_string());
         };
-        let inputs = self.task_inputs(task)?;
-        let digests = mode
-            .stat_cache
-            .digest_all(&inputs)
-            .map_err(Error::io("cannot hash the inputs of", task.name.as_str()))?;
+        let (ctx, stat_cache, name) = (self.clone(), mode.stat_cache.clone(), task.name.clone());
+        let (inputs, digests) = off_async_workers(&task.name, move || {
+            let inputs = ctx.task_inputs(ctx.task(&name))?;
+            let digests = stat_cache
+                .digest_all(&inputs)
+                .map_err(Error::io("cannot hash the inputs of", name.as_str()))?;
+            Ok((inputs, digests))
+        })
+        .await?;
         let recipe = self.recipe(task, &inputs, digests, outputs);
         let key = recipe.key();
-        let here = || async {
-            let files = InputFiles::output_tree(&self.config.root, &task.outputs)?;
-            mode.stat_cache
-                .manifest(&files)
-                .map_err(Error::io("cannot hash outputs", &self.config.root))
+        let (root, outs, stat_cache) = (
+            self.config.root.clone(),
+            task.outputs.clone(),
+            mode.stat_cache.clone(),
+        );
+        let here = || {
+            off_async_workers(&task.name, move || {
+                let files = InputFiles::output_tree(&root, &outs)?;
+                stat_cache
+                    .manifest(&files)
+                    .map_err(Error::io("cannot hash outputs", &root))
+            })
         };
         Ok(match mode.cache.lookup(&task.name, &key, here).await? {
             Lookup::UpToDate(hit) => {
