@@ -365,29 +365,25 @@ impl Events {
 
     /// Actions (create, extract-to-dir, start, …) of containers with `labels`, until now.
     pub fn actions(&self, labels: &Labels) -> Vec<String> {
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        let until = format!("{:.3}", now_secs());
-        docker_lines(&[
-            "events",
-            "--since",
-            &self.since,
-            "--until",
-            &until,
-            "--filter",
-            "type=container",
-            "--filter",
-            &labels.filter(),
-            "--format",
-            "{{.Action}}",
-        ])
+        self.query(labels, &[], "{{.Action}}")
     }
 
     /// "task exit-code" of every container with `labels` that died (stopped or ended), until
     /// now: 0 means its command finished, anything else that it was stopped or failed.
     pub fn exits(&self, labels: &Labels) -> Vec<String> {
+        self.query(
+            labels,
+            &["--filter", "event=die"],
+            "{{index .Actor.Attributes \"dev.flamenco-build.task\"}} {{.Actor.Attributes.exitCode}}",
+        )
+    }
+
+    /// The engine's container events with `labels` (and `filters`) since the start, one line each.
+    fn query(&self, labels: &Labels, filters: &[&str], format: &str) -> Vec<String> {
         std::thread::sleep(std::time::Duration::from_millis(200));
         let until = format!("{:.3}", now_secs());
-        docker_lines(&[
+        let filter = labels.filter();
+        let mut args = vec![
             "events",
             "--since",
             &self.since,
@@ -396,12 +392,11 @@ impl Events {
             "--filter",
             "type=container",
             "--filter",
-            "event=die",
-            "--filter",
-            &labels.filter(),
-            "--format",
-            "{{index .Actor.Attributes \"dev.flamenco-build.task\"}} {{.Actor.Attributes.exitCode}}",
-        ])
+            &filter,
+        ];
+        args.extend_from_slice(filters);
+        args.extend_from_slice(&["--format", format]);
+        docker_lines(&args)
     }
 }
 
