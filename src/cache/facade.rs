@@ -3,6 +3,7 @@
 //! tiers (the remote-cache issue) are read through after it and written through after it, so
 //! nothing above this file knows which tier answered.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -220,12 +221,19 @@ impl Cache {
             key.clone(),
         );
         blocking(move || local.save_recipe(&name, &k, &r)).await??;
+        // One file per blob to read it from (many files may share a blob): looked up, not searched,
+        // so an output of many files costs no more than its size.
+        let file_of: HashMap<&str, &String> = outputs
+            .iter()
+            .filter(|(_, d)| d.link.is_none() && !d.dir)
+            .map(|(rel, d)| (d.sha256.as_str(), rel))
+            .collect();
         for tier in &self.tiers {
             let missing = tier.find_missing(record.blobs()).await?;
             let writes = missing
                 .into_iter()
                 .filter_map(|b| {
-                    let rel = outputs.iter().find(|(_, d)| d.sha256 == b.sha256)?.0;
+                    let rel = *file_of.get(b.sha256.as_str())?;
                     Some(BlobWrite {
                         from: staging.join(rel),
                         blob: b,

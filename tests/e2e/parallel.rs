@@ -25,19 +25,9 @@ fn diamond() -> Project {
 
 /// (start, end) in µs of each task's span in a trace file.
 fn spans(path: &std::path::Path) -> std::collections::HashMap<String, (u64, u64)> {
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    v["traceEvents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["cat"] == "task")
-        .map(|e| {
-            let ts = e["ts"].as_u64().unwrap();
-            (
-                e["name"].as_str().unwrap().to_string(),
-                (ts, ts + e["dur"].as_u64().unwrap()),
-            )
-        })
+    trace_events(path, "task")
+        .into_iter()
+        .map(|(name, start, end)| (name, (start, end)))
         .collect()
 }
 
