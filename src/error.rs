@@ -118,6 +118,10 @@ pub enum Error {
 
     #[error("interrupted by {signal}; removed the run's containers")]
     Interrupted { signal: &'static str, code: i32 },
+
+    /// A remote setting given on the command line or in the environment that cannot be used.
+    #[error("{0}")]
+    RemoteSetting(String),
 }
 
 impl Error {
@@ -133,7 +137,8 @@ impl Error {
             Error::Config(_)
             | Error::UnknownTarget { .. }
             | Error::ForeignVolume { .. }
-            | Error::ForeignCache { .. } => 2,
+            | Error::ForeignCache { .. }
+            | Error::RemoteSetting(_) => 2,
             Error::DockerUnavailable { .. }
             | Error::Docker { .. }
             | Error::VolumeInUse { .. }

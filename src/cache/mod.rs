@@ -18,9 +18,11 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub(crate) use cas::is_sha256;
 pub(crate) use error::{CacheError, Corrupt};
 pub(crate) use facade::{Cache, Lookup};
 pub(crate) use local_store::{CacheStatus, LocalStore};
+pub(crate) use storage::{ActionRecord, BlobRead, BlobRef, BlobWrite, Storage};
 
 /// Unix seconds now.
 pub fn now() -> u64 {

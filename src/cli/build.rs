@@ -20,6 +20,7 @@ use crate::executor::{
 use crate::fingerprint::{StatCache, WorkspaceSnapshot};
 use crate::graph::Graph;
 use crate::interrupt;
+use crate::remote::RemoteSettings;
 use crate::report::{Progress, Reporter, Trace};
 use crate::scheduler::{CacheMode, RunMode, Scheduler};
 
@@ -45,6 +46,10 @@ pub struct BuildArgs {
     /// Say what would run, restore or be up to date, without doing it.
     #[arg(long)]
     pub dry_run: bool,
+    /// Run every task even on a cache hit, and overwrite what the cache tiers hold for it
+    /// (every blob sent again).
+    #[arg(long)]
+    pub recache: bool,
     /// Hash every input again instead of trusting the stat cache.
     #[arg(long)]
     pub paranoid: bool,
@@ -67,6 +72,8 @@ pub struct BuildArgs {
     /// container that carries the toolchains, as in Dockerfile.dev).
     #[arg(long, value_enum, default_value_t = ExecutorKind::Docker, env = "FLAMENCO_BUILD_EXECUTOR")]
     pub executor: ExecutorKind,
+    #[command(flatten)]
+    pub remote: crate::remote::RemoteArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -193,9 +200,29 @@ impl Build {
             cache,
             stat_cache,
             explain: self.args.explain,
+            recache: self.args.recache,
             snapshot,
             reading_began,
         }))
+    }
+
+    /// The cache with the remote tier the settings name, if any. A tier that cannot even be set
+    /// up (a malformed bucket URL, say) is told once and left out: the build goes on locally.
+    fn with_remote(&self, cache: Cache, reporter: &Reporter) -> Result<Cache> {
+        let settings = RemoteSettings::resolve(&self.config.remote, &self.args.remote)
+            .map_err(Error::RemoteSetting)?;
+        let Some(settings) = settings else {
+            return Ok(cache);
+        };
+        let r = reporter.clone();
+        let warn: crate::remote::Warn = Arc::new(move |text: String| r.warn(&text));
+        match crate::remote::open_cache(&settings, warn.clone()) {
+            Ok(tier) => Ok(cache.with_remote(tier, settings.upload, warn)),
+            Err(e) => {
+                reporter.warn(&format!("remote cache {e}; building without it"));
+                Ok(cache)
+            }
+        }
     }
 
     /// The toolchains the plan uses, each once.
@@ -277,6 +304,16 @@ impl Build {
             (Box::new(std::io::stdout()), self.args.progress)
         };
         let reporter = Reporter::with_writer(prefix, self.verbose, out).with_progress(progress);
+        let cache = match cache {
+            Some(mut mode) => {
+                mode.cache = self.with_remote(mode.cache, &reporter)?;
+                if self.args.recache {
+                    mode.cache = mode.cache.recache();
+                }
+                Some(mode)
+            }
+            None => None,
+        };
         if self.args.dry_run {
             let scheduler = Scheduler::new(self.config.clone(), executor, ids, reporter, cache);
             return scheduler.dry_run(&self.plan).await;

@@ -53,6 +53,8 @@ pub enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        remote: crate::remote::RemoteArgs,
     },
     /// Remove the artifact cache.
     CleanCache,
@@ -125,7 +127,7 @@ impl Cli {
                     .run()
                     .await
             }
-            Command::CacheStatus { json } => cache::status(&config, *json),
+            Command::CacheStatus { json, remote } => cache::status(&config, *json, remote).await,
             Command::CleanCache => cache::clean_cache(&config),
             Command::CacheVerify => cache::verify(&config),
             Command::CleanAll => cache::clean_all(&config, &self.labels).await,

@@ -10,7 +10,7 @@ use super::CacheMode;
 use super::context::Context;
 use super::summary::{CacheResult, TaskOutcome};
 use super::walk::{RunTask, TaskId};
-use crate::cache::Lookup;
+use crate::cache::{CacheError, Lookup};
 use crate::config::Task;
 use crate::error::{Error, Result};
 use crate::executor::{Executor, TaskJob, Timings, off_async_workers};
@@ -153,6 +153,10 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         outcome: &mut TaskOutcome,
     ) -> Result<bool> {
         let key = keyed.recipe.key();
+        if mode.recache {
+            self.explain(task, "runs: --recache", &key);
+            return Ok(false);
+        }
         let here = keyed.here.take();
         let workspace = || async {
             match here {
@@ -162,9 +166,24 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         };
         let hit = match mode.cache.lookup(&task.name, &key, workspace).await? {
             Lookup::UpToDate(hit) => {
+                if !hit.is_local() {
+                    // The workspace holds the outputs the remote result names: keep them locally.
+                    let root = &self.config.root;
+                    if let Err(e) = mode
+                        .cache
+                        .adopt(&task.name, &keyed.recipe, root, &hit)
+                        .await
+                    {
+                        self.reporter.warn(&format!(
+                            "cannot keep {}'s outputs in the local cache: {e}",
+                            task.name
+                        ));
+                    }
+                }
                 self.explain(task, "hit, outputs up to date", &key);
                 mode.cache.record_hit(&task.name, &hit, false);
                 outcome.result = CacheResult::UpToDate;
+                outcome.tier = Some(if hit.is_local() { "local" } else { "remote" });
                 outcome.outputs = hit.entry.outputs;
                 return Ok(true);
             }
@@ -177,19 +196,54 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
                 return Ok(false);
             }
         };
+        let remote = mode.cache.tier_name(&hit);
+        if remote.is_some()
+            && let Some(stray) = outside_outputs(task, &hit.entry.outputs)
+        {
+            self.reporter.warn(&format!(
+                "remote cache: the result for {} names `{stray}`, which is not among its \
+                 declared outputs; not restored, running the task",
+                task.name
+            ));
+            return Ok(false);
+        }
         let t = Instant::now();
         let staging = self.workspace.staging(&task.name)?;
         if let Err(e) = mode.cache.restore(&task.name, &hit, staging.path()).await {
             // An interrupted restore is not a corrupt entry.
             crate::interrupt::check()?;
-            self.reporter
-                .warn(&format!("{e}; evicted, running the task"));
+            match (&remote, &e) {
+                // The tier said once that it is off.
+                (_, CacheError::TierOff) => {}
+                (None, _) => self
+                    .reporter
+                    .warn(&format!("{e}; evicted, running the task")),
+                (Some(_), _) => self.reporter.warn(&format!(
+                    "remote cache: {e}; not restored, running the task"
+                )),
+            }
             return Ok(false);
         }
+        if remote.is_some()
+            && let Err(e) = mode
+                .cache
+                .adopt(&task.name, &keyed.recipe, staging.path(), &hit)
+                .await
+        {
+            self.reporter.warn(&format!(
+                "cannot keep {}'s remote outputs in the local cache: {e}",
+                task.name
+            ));
+        }
         self.place(staging.path(), task).await?;
-        self.explain(task, "hit, restored from the cache", &key);
+        let how = match &remote {
+            Some(server) => format!("hit, restored from the remote cache ({server})"),
+            None => "hit, restored from the cache".to_string(),
+        };
+        self.explain(task, &how, &key);
         mode.cache.record_hit(&task.name, &hit, true);
         outcome.result = CacheResult::Restored;
+        outcome.tier = Some(if remote.is_some() { "remote" } else { "local" });
         outcome.outputs = hit.entry.outputs;
         outcome.restore_time = t.elapsed();
         let span = format!("{}: restore", task.name);
@@ -430,4 +484,20 @@ fn to_manifest(files: &[InputFile], stat_cache: &StatCache) -> Result<Manifest> 
         path: files.first().map(|f| f.abs.clone()).unwrap_or_default(),
         source,
     })
+}
+
+/// A path of a record from another machine that lies outside the task's declared outputs.
+fn outside_outputs<'a>(task: &Task, outputs: &'a Manifest) -> Option<&'a str> {
+    let above_an_output = |rel: &str| {
+        task.outputs.iter().any(|o| {
+            let p = o.prefix();
+            p == rel || p.starts_with(&format!("{rel}/"))
+        })
+    };
+    outputs
+        .iter()
+        .find(|(rel, d)| {
+            !task.outputs.iter().any(|o| o.contains(rel)) && !(d.dir && above_an_output(rel))
+        })
+        .map(|(rel, _)| rel.as_str())
 }

@@ -1,0 +1,147 @@
+//! The rule every remote tier lives under: it may only make a build faster. Each call has a
+//! timeout; a timeout, an auth failure or a few failures in a row switch the tier off for the rest
+//! of the run with one warning, after which every call answers at once as if the tier were empty.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
+
+use super::RemoteError;
+use crate::cache::{ActionRecord, BlobRead, BlobRef, BlobWrite, CacheError, Storage};
+use crate::fingerprint::TaskKey;
+
+/// Failures in a row that switch a tier off.
+const FAILURES_IN_A_ROW: u32 = 3;
+
+/// Where a tier's warnings go (the build's reporter).
+pub(crate) type Warn = Arc<dyn Fn(String) + Send + Sync>;
+
+/// A remote tier behind a timeout and a switch.
+pub(crate) struct Guarded {
+    inner: Arc<dyn Storage>,
+    timeout: Duration,
+    /// For blob transfers: the timeout per call grows with the bytes moved, at this rate.
+    min_rate: u64,
+    failures: AtomicU32,
+    off: AtomicBool,
+    warn: Warn,
+}
+
+impl Guarded {
+    pub(crate) fn new(inner: Arc<dyn Storage>, timeout: Duration, warn: Warn) -> Guarded {
+        Guarded {
+            inner,
+            timeout,
+            min_rate: 1024 * 1024,
+            failures: AtomicU32::new(0),
+            off: AtomicBool::new(false),
+            warn,
+        }
+    }
+
+    /// Whether the tier was switched off in this run.
+    pub(crate) fn is_off(&self) -> bool {
+        self.off.load(Ordering::Relaxed)
+    }
+
+    /// Runs one call under the timeout (longer for `bytes` to move) and keeps the score.
+    async fn call<T>(
+        &self,
+        bytes: u64,
+        f: impl Future<Output = Result<T, CacheError>>,
+    ) -> Result<T, CacheError> {
+        if self.is_off() {
+            return Err(CacheError::TierOff);
+        }
+        let limit = self.timeout + Duration::from_secs(bytes / self.min_rate);
+        let result = match tokio::time::timeout(limit, f).await {
+            Ok(r) => r,
+            Err(_) => Err(CacheError::Remote(RemoteError::Timeout {
+                server: self.inner.describe(),
+                secs: limit.as_secs_f64(),
+            })),
+        };
+        match &result {
+            Ok(_) => self.failures.store(0, Ordering::Relaxed),
+            Err(CacheError::Remote(e)) if e.switches_off() => {
+                let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                let now = matches!(e, RemoteError::Timeout { .. } | RemoteError::Auth { .. });
+                if now || n >= FAILURES_IN_A_ROW {
+                    self.switch_off(e);
+                }
+                return Err(CacheError::TierOff);
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    fn switch_off(&self, why: &RemoteError) {
+        if !self.off.swap(true, Ordering::Relaxed) {
+            (self.warn)(format!(
+                "remote cache {why}; going on without it for the rest of this build"
+            ));
+        }
+    }
+}
+
+fn size_of<'a>(blobs: impl Iterator<Item = &'a BlobRef>) -> u64 {
+    blobs.map(|b| b.size).sum()
+}
+
+#[async_trait::async_trait]
+impl Storage for Guarded {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    async fn get_action(
+        &self,
+        task: &str,
+        key: &TaskKey,
+    ) -> Result<Option<ActionRecord>, CacheError> {
+        self.call(0, self.inner.get_action(task, key)).await
+    }
+
+    async fn put_action(
+        &self,
+        task: &str,
+        key: &TaskKey,
+        record: &ActionRecord,
+    ) -> Result<(), CacheError> {
+        self.call(0, self.inner.put_action(task, key, record)).await
+    }
+
+    async fn find_missing(&self, blobs: Vec<BlobRef>) -> Result<Vec<BlobRef>, CacheError> {
+        self.call(0, self.inner.find_missing(blobs)).await
+    }
+
+    async fn write_blobs(&self, blobs: Vec<BlobWrite>) -> Result<(), CacheError> {
+        let bytes = size_of(blobs.iter().map(|b| &b.blob));
+        self.call(bytes, self.inner.write_blobs(blobs)).await
+    }
+
+    async fn probe(&self) -> Result<String, CacheError> {
+        // Not through `call`: a status check reports the failure itself and switches nothing off.
+        match tokio::time::timeout(self.timeout, self.inner.probe()).await {
+            Ok(r) => r,
+            Err(_) => Err(CacheError::Remote(RemoteError::Timeout {
+                server: self.inner.describe(),
+                secs: self.timeout.as_secs_f64(),
+            })),
+        }
+    }
+
+    async fn read_blobs(&self, blobs: Vec<BlobRead>) -> Result<(), CacheError> {
+        let bytes = size_of(blobs.iter().map(|b| &b.blob));
+        let targets: Vec<_> = blobs.iter().map(|b| b.to.clone()).collect();
+        let r = self.call(bytes, self.inner.read_blobs(blobs)).await;
+        if r.is_err() {
+            // A timeout drops the transfer mid-way: no file of it may stay.
+            for t in targets {
+                let _ = std::fs::remove_file(t);
+            }
+        }
+        r
+    }
+}
