@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `flamenco-build` binary against the real Docker engine.
-//! They fail, never skip, when no engine answers.
+//! They fail, never skip, when no engine answers (or, for the remote-cache tests, a server is missing).
 
+mod servers;
 mod support;
 
 mod boundary_archive;
@@ -14,4 +15,5 @@ mod faults;
 mod parallel;
 mod reliability;
 mod remote_engine;
+mod servers_smoke;
 mod workflow;
