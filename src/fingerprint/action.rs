@@ -180,18 +180,18 @@ fn file_node(name: &str, d: &FileDigest) -> re::FileNode {
     }
 }
 
-/// Makes sure every folder above `dir` exists and names its child.
+/// Makes sure `dir` and every folder above it exist, each named by its parent.
 fn add_parents(folders: &mut BTreeMap<String, Folder>, dir: &str) {
     let mut dir = dir;
-    while !dir.is_empty() && !folders.contains_key(dir) {
-        folders.insert(dir.to_string(), Folder::default());
+    while !dir.is_empty() {
+        folders.entry(dir.to_string()).or_default();
         let (parent, name) = split(dir);
-        folders
-            .entry(parent.to_string())
-            .or_default()
-            .subfolders
-            .entry(name.to_string())
-            .or_default();
+        let above = folders.entry(parent.to_string()).or_default();
+        if above.subfolders.contains_key(name) {
+            // Named before, so every folder above it was too.
+            break;
+        }
+        above.subfolders.insert(name.to_string(), None);
         dir = parent;
     }
 }

@@ -497,7 +497,8 @@ fn outside_outputs<'a>(task: &Task, outputs: &'a Manifest) -> Option<&'a str> {
     outputs
         .iter()
         .find(|(rel, d)| {
-            !task.outputs.iter().any(|o| o.contains(rel)) && !(d.dir && above_an_output(rel))
+            let declared = task.outputs.iter().any(|o| o.contains(rel));
+            !(declared || d.dir && above_an_output(rel))
         })
         .map(|(rel, _)| rel.as_str())
 }

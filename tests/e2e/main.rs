@@ -14,6 +14,7 @@ mod dockerfile_dev;
 mod faults;
 mod parallel;
 mod reliability;
+mod remote_cache;
 mod remote_engine;
 mod servers_smoke;
 mod workflow;

@@ -235,7 +235,7 @@ fn a_server_that_never_answers_costs_one_timeout() {
 fn a_server_answering_500_costs_one_warning() {
     ensure_installed();
     let server = Flaky::start(500);
-    let b = tiny(&format!("cache = \"{}\"", server.url()));
+    let b = tiny(&format!("cache = \"{}\"", server.url_http()));
     b.write("in.txt", "1");
     let got = b.build(&["build-incremental", "--remote-upload"]).ok();
     correct_with_one_warning(&b, &got, "unavailable");
@@ -248,7 +248,7 @@ fn a_server_answering_401_says_so_once() {
     let server = Flaky::start(401);
     let b = tiny(&format!(
         "cache = \"{}\"\nheaders_env = {{ Authorization = \"FB_TEST_AUTH\" }}",
-        server.url()
+        server.url_http()
     ));
     b.write("in.txt", "1");
     let mut cmd = b.build_cmd(&["build-incremental"]);

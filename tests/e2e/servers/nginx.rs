@@ -76,6 +76,11 @@ impl Nginx {
     pub(crate) fn running(&mut self) -> bool {
         self.process.running()
     }
+
+    /// Stops nginx now; its data stays.
+    pub(crate) fn stop(&mut self) {
+        self.process.kill();
+    }
 }
 
 /// Folders of the config; those the worker writes belong to its user (nobody) when we are root,

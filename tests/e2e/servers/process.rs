@@ -102,6 +102,14 @@ impl Process {
     }
 }
 
+impl Process {
+    /// Stops the server now (its files stay), as a crash or an operator would.
+    pub(crate) fn kill(&mut self) {
+        let _ = killpg(self.group(), Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         let group = self.group();
