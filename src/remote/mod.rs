@@ -6,6 +6,7 @@
 
 mod action_result;
 mod error;
+pub(crate) mod execute;
 mod grpc;
 mod guard;
 mod http;
@@ -16,6 +17,8 @@ mod settings;
 use std::sync::Arc;
 
 pub(crate) use error::RemoteError;
+pub use execute::ExecutorSettings;
+pub(crate) use execute::RemoteExecutor;
 pub(crate) use guard::{Guarded, Warn};
 pub use settings::{RemoteArgs, RemoteSettings};
 
