@@ -1,17 +1,15 @@
 //! The rule every remote tier lives under: it may only make a build faster. Each call has a
-//! timeout; a timeout, an auth failure or a few failures in a row switch the tier off for the rest
-//! of the run with one warning, after which every call answers at once as if the tier were empty.
+//! timeout; the first timeout, refused connection, server error or auth failure switches the tier
+//! off for the rest of the run with one warning, after which every call answers at once as if the
+//! tier were empty. (Retrying a sick server per task is what makes other tools' builds crawl.)
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::RemoteError;
 use crate::cache::{ActionRecord, BlobRead, BlobRef, BlobWrite, CacheError, Storage};
 use crate::fingerprint::TaskKey;
-
-/// Failures in a row that switch a tier off.
-const FAILURES_IN_A_ROW: u32 = 3;
 
 /// Where a tier's warnings go (the build's reporter).
 pub(crate) type Warn = Arc<dyn Fn(String) + Send + Sync>;
@@ -22,7 +20,6 @@ pub(crate) struct Guarded {
     timeout: Duration,
     /// For blob transfers: the timeout per call grows with the bytes moved, at this rate.
     min_rate: u64,
-    failures: AtomicU32,
     off: AtomicBool,
     warn: Warn,
     /// What this build asked of the tier: calls, and blob bytes each way.
@@ -37,7 +34,6 @@ impl Guarded {
             inner,
             timeout,
             min_rate: 1024 * 1024,
-            failures: AtomicU32::new(0),
             off: AtomicBool::new(false),
             warn,
             calls: AtomicU64::new(0),
@@ -81,17 +77,11 @@ impl Guarded {
                 secs: limit.as_secs_f64(),
             })),
         };
-        match &result {
-            Ok(_) => self.failures.store(0, Ordering::Relaxed),
-            Err(CacheError::Remote(e)) if e.switches_off() => {
-                let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-                let now = matches!(e, RemoteError::Timeout { .. } | RemoteError::Auth { .. });
-                if now || n >= FAILURES_IN_A_ROW {
-                    self.switch_off(e);
-                }
-                return Err(CacheError::TierOff);
-            }
-            Err(_) => {}
+        if let Err(CacheError::Remote(e)) = &result
+            && e.switches_off()
+        {
+            self.switch_off(e);
+            return Err(CacheError::TierOff);
         }
         result
     }
@@ -246,18 +236,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn failures_in_a_row_switch_it_off_and_auth_at_once() {
+    async fn the_first_failure_switches_it_off_and_auth_says_so() {
         let down = RemoteError::Unavailable {
             server: "http://cache.test".into(),
             reason: "connection refused".into(),
         };
         let (g, told) = guarded(Some(down));
-        for _ in 0..FAILURES_IN_A_ROW {
-            assert!(!g.is_off());
-            let _ = g.get_action("t", &key()).await;
+        for _ in 0..3 {
+            assert!(matches!(
+                g.get_action("t", &key()).await,
+                Err(CacheError::TierOff)
+            ));
         }
         assert!(g.is_off());
         assert_eq!(told.lock().unwrap().len(), 1);
+        assert_eq!(g.stats()["calls"], 1);
         let auth = RemoteError::Auth {
             server: "http://cache.test".into(),
             reason: "401 Unauthorized".into(),

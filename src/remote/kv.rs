@@ -186,7 +186,9 @@ impl KvStorage {
         }
         // The mode exactly as recorded: `open` left the umask's mark on it.
         let mode = std::fs::Permissions::from_mode(r.mode);
-        tokio::fs::set_permissions(&r.to, mode).await.map_err(local)?;
+        tokio::fs::set_permissions(&r.to, mode)
+            .await
+            .map_err(local)?;
         Ok(())
     }
 }
