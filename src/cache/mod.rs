@@ -22,6 +22,7 @@ pub(crate) use cas::is_sha256;
 pub(crate) use error::{CacheError, Corrupt};
 pub(crate) use facade::{Cache, Lookup};
 pub(crate) use local_store::{CacheStatus, LocalStore};
+pub(crate) use materialize::is_safe_rel;
 pub(crate) use materialize::outside_outputs;
 pub(crate) use storage::{ActionRecord, BlobRead, BlobRef, BlobWrite, Storage};
 

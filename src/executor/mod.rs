@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use docker::DockerEngine;
-pub(crate) use docker::{DockerExecutor, DockerSettings, Reaper};
+pub(crate) use docker::{DockerExecutor, DockerSettings, Reaper, hostname};
 pub use image_provider::{ImageProvider, Provenance};
 pub use local::LocalExecutor;
 pub(crate) use log_tail::LogTail;

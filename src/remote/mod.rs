@@ -4,10 +4,10 @@
 //! the GitHub Actions cache). Each is a [`Storage`](crate::cache::Storage) in REAPI's data model,
 //! behind a [`guard::Guarded`] that keeps it from ever making a build slower than one timeout.
 
-mod action_result;
+pub(crate) mod action_result;
 mod error;
 pub(crate) mod execute;
-mod grpc;
+pub(crate) mod grpc;
 mod guard;
 mod http;
 mod kv;
