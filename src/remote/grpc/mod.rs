@@ -6,7 +6,7 @@ mod batch;
 mod capabilities;
 mod download;
 mod headers;
-mod names;
+pub(crate) mod names;
 mod status;
 mod upload;
 
