@@ -20,6 +20,12 @@ use super::{RemoteError, RemoteSettings, redact};
 const CHUNK: usize = 8 * 1024 * 1024;
 /// A file is read and handed to the writer in pieces of this size: memory stays flat.
 const PIECE: usize = 1024 * 1024;
+/// What the uploads in flight may hold in memory together, in KiB: one multipart upload (three
+/// chunks: one filling, one waiting, one on the wire) and a few small objects.
+const MEMORY_KIB: u32 = 32 * 1024;
+/// Redis takes a value in one command that must be answered within redis-rs's fixed 500 ms, and
+/// the value is held whole (and copied) on the way: larger blobs are not stored there.
+const REDIS_MAX_OBJECT: u64 = 32 * 1024 * 1024;
 /// The GitHub Actions cache's folder for our objects.
 const GHAC_ROOT: &str = "flamenco-build";
 
@@ -28,6 +34,10 @@ pub(crate) struct OpendalBackend {
     server: String,
     /// The GitHub Actions cache takes each key once: "already there" is success.
     write_once: bool,
+    /// Redis holds whole values; other stores stream in chunks.
+    whole_values: bool,
+    /// Keeps the memory of concurrent uploads bounded (the storage sends many files at once).
+    memory: tokio::sync::Semaphore,
 }
 
 /// A secret setting; `Debug` hides it.
@@ -81,12 +91,25 @@ impl OpendalBackend {
         let env = |var: &str| std::env::var(var).ok().filter(|v| !v.is_empty());
         let service = parse(settings, env).map_err(unusable)?;
         let write_once = matches!(service, Service::Ghac { .. });
+        let whole_values = matches!(service, Service::Redis { .. });
         let op = operator(service).map_err(|e| unusable(summary(&e)))?;
         Ok(OpendalBackend {
             op,
             server,
             write_once,
+            whole_values,
+            memory: tokio::sync::Semaphore::new(MEMORY_KIB as usize),
         })
+    }
+
+    /// The memory an upload of `size` bytes takes, in KiB, at most the whole budget: about three
+    /// times what the writer holds at once.
+    fn memory_kib(&self, size: u64) -> u32 {
+        let held = match self.whole_values {
+            true => size,
+            false => size.min(CHUNK as u64),
+        };
+        (held.saturating_mul(3) / 1024).clamp(1, MEMORY_KIB as u64) as u32
     }
 
     fn fail(&self, e: opendal::Error) -> RemoteError {
@@ -264,10 +287,22 @@ fn azblob(
 fn failure(server: &str, e: opendal::Error) -> RemoteError {
     let server = server.to_string();
     let reason = summary(&e);
-    match e.kind() {
-        ErrorKind::PermissionDenied => RemoteError::Auth { server, reason },
-        _ => RemoteError::Unavailable { server, reason },
+    match e.kind() == ErrorKind::PermissionDenied || about_credentials(&reason) {
+        true => RemoteError::Auth { server, reason },
+        false => RemoteError::Unavailable { server, reason },
     }
+}
+
+/// Whether a failure opendal files as unexpected is about credentials: none found to sign with
+/// (S3, GCS, Azure), or Redis asking for a password or refusing it.
+fn about_credentials(reason: &str) -> bool {
+    const MARKS: [&str; 4] = [
+        "signing http request",
+        "sign http request",
+        "NOAUTH",
+        "WRONGPASS",
+    ];
+    MARKS.iter().any(|s| reason.contains(s))
 }
 
 /// A body that broke off after it began: this answer cannot be used.
@@ -400,6 +435,14 @@ impl KvBackend for OpendalBackend {
     }
 
     async fn put_file(&self, name: &str, file: &Path, size: u64) -> Result<(), RemoteError> {
+        if self.whole_values && size > REDIS_MAX_OBJECT {
+            return Err(RemoteError::Local(format!(
+                "{}: {name} has {size} bytes, more than a Redis value may hold here ({} MiB)",
+                self.server,
+                REDIS_MAX_OBJECT >> 20
+            )));
+        }
+        let _memory = self.memory.acquire_many(self.memory_kib(size)).await;
         let upload = async {
             let mut writer = self.op.writer_with(name).chunk(CHUNK).await?;
             if let Err(e) = send_file(&mut writer, file, size).await {
@@ -557,6 +600,13 @@ mod tests {
     fn errors_map_without_secrets() {
         let denied = opendal::Error::new(ErrorKind::PermissionDenied, "AccessDenied");
         assert!(matches!(failure("s", denied), RemoteError::Auth { .. }));
+        let unsigned = opendal::Error::new(ErrorKind::Unexpected, "signing http request")
+            .set_source(std::io::Error::other("no credential"));
+        assert!(matches!(failure("s", unsigned), RemoteError::Auth { .. }));
+        let noauth = opendal::Error::new(ErrorKind::Unexpected, "extension error").set_source(
+            std::io::Error::other("\"NOAUTH\": Authentication required."),
+        );
+        assert!(matches!(failure("s", noauth), RemoteError::Auth { .. }));
         let source =
             std::io::Error::other("error sending request for url (https://h/c/k?sig=SECRET)");
         let e = opendal::Error::new(ErrorKind::Unexpected, "send http request")
@@ -571,6 +621,21 @@ mod tests {
             "{reason}"
         );
         assert_eq!(shorten("ab€cd".into(), 3), "ab…");
+    }
+
+    #[tokio::test]
+    async fn uploads_share_a_memory_budget_and_redis_takes_no_huge_value() {
+        let s3 = OpendalBackend::new(&settings("s3://b/p")).unwrap();
+        assert_eq!(s3.memory_kib(1000), 2);
+        assert_eq!(s3.memory_kib(200_000_000), 3 * 8 * 1024);
+        let redis = OpendalBackend::new(&settings("redis://127.0.0.1:1/0")).unwrap();
+        assert_eq!(redis.memory_kib(4 << 20), 3 * 4 * 1024);
+        assert_eq!(redis.memory_kib(30 << 20), MEMORY_KIB);
+        let huge = REDIS_MAX_OBJECT + 1;
+        let e = redis
+            .put_file("cas/00", Path::new("/nonexistent"), huge)
+            .await;
+        assert!(matches!(e, Err(RemoteError::Local(m)) if m.contains("Redis value")));
     }
 
     #[tokio::test]
