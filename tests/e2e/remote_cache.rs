@@ -87,6 +87,9 @@ fn two_machines(remote: &str, env: &[(String, String)], engine_b: Option<&str>) 
         assert_eq!(tier(&got, task), "remote", "{task}");
     }
     assert!(warnings(&got).is_empty(), "{}", got.run.stderr);
+    // For the record (the closing note's figures): what B asked of the tier.
+    eprintln!("remote tier on B: {}", got.summary["remote"]);
+    assert!(got.summary["remote"]["bytes_down"].as_u64().unwrap() > 0);
     assert!(events.actions(&b.labels).is_empty(), "no container on B");
     assert_eq!(outputs_of(&a), outputs_of(&b));
     // Read through into B's local cache: the next build there is up to date from the local tier.
@@ -329,7 +332,7 @@ fn an_unsigned_entry_is_ignored_when_a_sign_key_is_set() {
 }
 
 #[test]
-fn signed_entries_restore_and_recache_overwrites() {
+fn signed_entries_restore() {
     ensure_installed();
     let server = Nginx::start();
     let remote = format!(
@@ -348,4 +351,27 @@ fn signed_entries_restore_and_recache_overwrites() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&listed.stdout).lines().count(), 2);
+}
+
+#[test]
+fn recache_overwrites_a_poisoned_entry_on_the_server() {
+    ensure_installed();
+    let server = Nginx::start();
+    let remote = format!("cache = \"{}\"", server.url());
+    let b = uploaded(&remote, &[]);
+    std::fs::write(blob_file(&server), "evil-1\n\n").unwrap();
+    // The poisoned blob is still "there" (HEAD says so): only --recache sends it again.
+    let fixed = b
+        .build(&["build-incremental", "--recache", "--remote-upload"])
+        .ok();
+    assert!(
+        fixed.ran("a") && fixed.ran("b"),
+        "--recache runs every task"
+    );
+    assert_eq!(std::fs::read(blob_file(&server)).unwrap(), b"alpha-1\n");
+    let c = tiny(&remote);
+    c.write("in.txt", "1");
+    let got = c.build(&["build-incremental"]).ok();
+    assert_eq!(tier(&got, "a"), "remote");
+    assert!(warnings(&got).is_empty(), "{}", got.run.stderr);
 }
