@@ -375,3 +375,28 @@ fn recache_overwrites_a_poisoned_entry_on_the_server() {
     assert_eq!(tier(&got, "a"), "remote");
     assert!(warnings(&got).is_empty(), "{}", got.run.stderr);
 }
+
+#[test]
+fn cache_status_says_whether_the_remote_answers_without_credentials() {
+    ensure_installed();
+    let mut server = Nginx::start();
+    let url = server.url().replace("http://", "http://ci:hunter2@");
+    let p = tiny(&format!("cache = \"{url}\"\nupload = true"));
+    let status = |p: &Project| -> serde_json::Value {
+        let r = p.run(&["cache-status", "--json"]).ok();
+        assert!(!r.all().contains("hunter2"), "{}", r.all());
+        serde_json::from_str(&r.stdout).unwrap()
+    };
+    let up = status(&p);
+    assert_eq!(up["remote"]["reachable"], true, "{up}");
+    assert_eq!(up["remote"]["upload"], true);
+    assert_eq!(
+        up["remote"]["server"],
+        server.url().replace("http://", "http://***@")
+    );
+    server.stop();
+    let down = status(&p);
+    assert_eq!(down["remote"]["reachable"], false, "{down}");
+    let text = p.run(&["cache-status"]).ok();
+    assert!(text.stdout.contains("Reachable: no"), "{}", text.stdout);
+}
