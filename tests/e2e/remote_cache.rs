@@ -193,6 +193,7 @@ fn correct_with_one_warning(b: &Project, got: &Built, what: &str) {
         "the warning should say {what:?}: {}",
         w[0]
     );
+    eprintln!("the one warning: {}", w[0]);
     assert_eq!(
         std::fs::read_to_string(b.path().join("out-a/a.txt")).unwrap(),
         "alpha-1\n"
