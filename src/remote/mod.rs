@@ -13,6 +13,7 @@ mod http;
 mod kv;
 mod object_store;
 mod settings;
+mod userinfo;
 
 use std::sync::Arc;
 
@@ -31,14 +32,22 @@ pub fn redact(url: &str) -> String {
         Some((s, r)) => (Some(s), r),
         None => (None, url),
     };
+    // The last `@` ends the user info, even when an unescaped `/` or `?` in a password would
+    // otherwise end the authority early: better to hide too much than a piece of a password.
+    let rest = match rest.rfind('@') {
+        Some(i) => &rest[i + 1..],
+        None => rest,
+    };
+    let hidden = rest.len() < url.len() - scheme.map_or(0, |s| s.len() + 3);
     let rest = rest.split(['?', '#']).next().unwrap_or("");
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
-    let authority = match authority.rfind('@') {
-        Some(i) => format!("***@{}", &authority[i + 1..]),
-        None => authority.to_string(),
+    let authority = if hidden {
+        format!("***@{authority}")
+    } else {
+        authority.to_string()
     };
     match scheme {
         Some(s) => format!("{s}://{authority}{path}"),
@@ -84,5 +93,6 @@ mod tests {
             "redis://***@127.0.0.1:6379/0"
         );
         assert_eq!(redact("s3://bucket/prefix"), "s3://bucket/prefix");
+        assert_eq!(redact("http://u:pa/ss?w@host/base"), "http://***@host/base");
     }
 }

@@ -152,22 +152,9 @@ fn cas_settings(args: &WorkerArgs) -> RemoteSettings {
     }
 }
 
-/// A lazily connected channel to the Bots service at `url`.
+/// A lazily connected channel to the Bots service at `url` (the CAS client's own address rules).
 fn channel(url: &str) -> std::result::Result<Channel, String> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| format!("`{}` is not grpc://HOST:PORT", crate::remote::redact(url)))?;
-    let tls = match scheme {
-        "grpc" => false,
-        "grpcs" => true,
-        _ => {
-            return Err(format!(
-                "`{}` is not grpc:// or grpcs://",
-                crate::remote::redact(url)
-            ));
-        }
-    };
-    let uri = format!("{}://{rest}", if tls { "https" } else { "http" });
+    let (uri, tls) = crate::remote::grpc::names::endpoint_uri(url)?;
     let mut endpoint = Endpoint::from_shared(uri)
         .map_err(|e| format!("not a server address: {e}"))?
         .connect_timeout(Duration::from_secs(10));

@@ -90,6 +90,11 @@ impl Session {
         let mut give_back: Vec<Lease> = Vec::new();
         // Set once a stopping session has asked what was assigned to it meanwhile.
         let mut said_goodbye = false;
+        // CreateBotSession long-polls too and may already carry a lease. BuildGrid sends a lease
+        // only when the session's version moves: one dropped here is never offered again.
+        let draining = self.stop.level() > Level::Running;
+        self.sync(held, &mut give_back, &session.leases, draining)
+            .await;
         loop {
             let level = self.stop.level();
             if level == Level::Now {

@@ -16,5 +16,6 @@ mod parallel;
 mod reliability;
 mod remote_cache;
 mod remote_engine;
+mod remote_exec;
 mod servers_smoke;
 mod workflow;

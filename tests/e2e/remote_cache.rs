@@ -87,6 +87,9 @@ fn two_machines(remote: &str, env: &[(String, String)], engine_b: Option<&str>) 
         assert_eq!(tier(&got, task), "remote", "{task}");
     }
     assert!(warnings(&got).is_empty(), "{}", got.run.stderr);
+    // For the record (the closing note's figures): what B asked of the tier.
+    eprintln!("remote tier on B: {}", got.summary["remote"]);
+    assert!(got.summary["remote"]["bytes_down"].as_u64().unwrap() > 0);
     assert!(events.actions(&b.labels).is_empty(), "no container on B");
     assert_eq!(outputs_of(&a), outputs_of(&b));
     // Read through into B's local cache: the next build there is up to date from the local tier.
@@ -190,6 +193,7 @@ fn correct_with_one_warning(b: &Project, got: &Built, what: &str) {
         "the warning should say {what:?}: {}",
         w[0]
     );
+    eprintln!("the one warning: {}", w[0]);
     assert_eq!(
         std::fs::read_to_string(b.path().join("out-a/a.txt")).unwrap(),
         "alpha-1\n"
@@ -329,7 +333,7 @@ fn an_unsigned_entry_is_ignored_when_a_sign_key_is_set() {
 }
 
 #[test]
-fn signed_entries_restore_and_recache_overwrites() {
+fn signed_entries_restore() {
     ensure_installed();
     let server = Nginx::start();
     let remote = format!(
@@ -348,4 +352,52 @@ fn signed_entries_restore_and_recache_overwrites() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&listed.stdout).lines().count(), 2);
+}
+
+#[test]
+fn recache_overwrites_a_poisoned_entry_on_the_server() {
+    ensure_installed();
+    let server = Nginx::start();
+    let remote = format!("cache = \"{}\"", server.url());
+    let b = uploaded(&remote, &[]);
+    std::fs::write(blob_file(&server), "evil-1\n\n").unwrap();
+    // The poisoned blob is still "there" (HEAD says so): only --recache sends it again.
+    let fixed = b
+        .build(&["build-incremental", "--recache", "--remote-upload"])
+        .ok();
+    assert!(
+        fixed.ran("a") && fixed.ran("b"),
+        "--recache runs every task"
+    );
+    assert_eq!(std::fs::read(blob_file(&server)).unwrap(), b"alpha-1\n");
+    let c = tiny(&remote);
+    c.write("in.txt", "1");
+    let got = c.build(&["build-incremental"]).ok();
+    assert_eq!(tier(&got, "a"), "remote");
+    assert!(warnings(&got).is_empty(), "{}", got.run.stderr);
+}
+
+#[test]
+fn cache_status_says_whether_the_remote_answers_without_credentials() {
+    ensure_installed();
+    let mut server = Nginx::start();
+    let url = server.url().replace("http://", "http://ci:hunter2@");
+    let p = tiny(&format!("cache = \"{url}\"\nupload = true"));
+    let status = |p: &Project| -> serde_json::Value {
+        let r = p.run(&["cache-status", "--json"]).ok();
+        assert!(!r.all().contains("hunter2"), "{}", r.all());
+        serde_json::from_str(&r.stdout).unwrap()
+    };
+    let up = status(&p);
+    assert_eq!(up["remote"]["reachable"], true, "{up}");
+    assert_eq!(up["remote"]["upload"], true);
+    assert_eq!(
+        up["remote"]["server"],
+        server.url().replace("http://", "http://***@")
+    );
+    server.stop();
+    let down = status(&p);
+    assert_eq!(down["remote"]["reachable"], false, "{down}");
+    let text = p.run(&["cache-status"]).ok();
+    assert!(text.stdout.contains("Reachable: no"), "{}", text.stdout);
 }

@@ -7,7 +7,7 @@ mod capabilities;
 mod download;
 mod headers;
 pub(crate) use headers::Headers;
-mod names;
+pub(crate) mod names;
 mod status;
 mod upload;
 
