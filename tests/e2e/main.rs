@@ -17,5 +17,6 @@ mod reliability;
 mod remote_cache;
 mod remote_engine;
 mod remote_exec;
+mod remote_exec_client;
 mod servers_smoke;
 mod workflow;

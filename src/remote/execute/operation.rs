@@ -147,6 +147,7 @@ impl RemoteExecutor {
                 Err(s) => return self.dropped_or_refused(s, progressed),
             };
             progressed = true;
+            tracing::debug!(operation = %op.name, done = op.done, stage = ?stage(&op), "operation update");
             if !op.name.is_empty() && name.as_deref() != Some(op.name.as_str()) {
                 ticket.named(&op.name);
                 *name = Some(op.name.clone());
@@ -155,7 +156,7 @@ impl RemoteExecutor {
                 self.moved();
                 return Followed::Done(Box::new(op));
             }
-            if stage(&op).is_some_and(|s| s != Stage::Queued && s != Stage::CacheCheck) {
+            if stage(&op).is_some_and(|s| s == Stage::Executing || s == Stage::Completed) {
                 queued = false;
                 self.moved();
             }
