@@ -122,12 +122,17 @@ pub enum Error {
     /// A remote setting given on the command line or in the environment that cannot be used.
     #[error("{0}")]
     RemoteSetting(String),
+
+    /// The remote executor could not run a task (the engine failed, not the task): the reason
+    /// names the server.
+    #[error("task `{task}` on the remote executor: {reason}")]
+    RemoteExecution { task: String, reason: String },
 }
 
 impl Error {
     /// The process exit status for this error: 1 a task failed, 2 the configuration or the
-    /// command line is wrong, 3 the Docker engine cannot be used, 4 a toolchain image is missing,
-    /// 5 a local I/O failure, 128+N for a signal.
+    /// command line is wrong, 3 the Docker engine (or the remote executor) cannot be used, 4 a
+    /// toolchain image is missing, 5 a local I/O failure, 128+N for a signal.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::TaskFailed { .. }
@@ -142,7 +147,8 @@ impl Error {
             Error::DockerUnavailable { .. }
             | Error::Docker { .. }
             | Error::VolumeInUse { .. }
-            | Error::Upload { .. } => 3,
+            | Error::Upload { .. }
+            | Error::RemoteExecution { .. } => 3,
             Error::ImageUnavailable { .. } | Error::ToolchainVersion { .. } => 4,
             Error::Io { .. }
             | Error::Runtime(_)

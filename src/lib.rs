@@ -17,6 +17,7 @@ pub(crate) mod interrupt;
 pub(crate) mod remote;
 pub(crate) mod report;
 pub(crate) mod scheduler;
+pub mod worker;
 pub(crate) mod workspace;
 
 pub use error::{Error, Result};

@@ -9,7 +9,7 @@ mod cas;
 mod error;
 mod facade;
 mod local_store;
-mod materialize;
+pub(crate) mod materialize;
 mod metadata;
 mod ownership;
 mod storage;
@@ -22,6 +22,8 @@ pub(crate) use cas::is_sha256;
 pub(crate) use error::{CacheError, Corrupt};
 pub(crate) use facade::{Cache, Lookup};
 pub(crate) use local_store::{CacheStatus, LocalStore};
+pub(crate) use materialize::is_safe_rel;
+pub(crate) use materialize::outside_outputs;
 pub(crate) use storage::{ActionRecord, BlobRead, BlobRef, BlobWrite, Storage};
 
 /// Unix seconds now.

@@ -70,6 +70,8 @@ pub enum Command {
         #[arg(long)]
         dot: bool,
     },
+    /// Run tasks for a remote-execution engine (a Remote Workers API bot, e.g. for BuildGrid).
+    Worker(crate::worker::WorkerArgs),
 }
 
 fn parse_label(s: &str) -> std::result::Result<(String, String), String> {
@@ -96,6 +98,10 @@ impl Cli {
     }
 
     async fn run(self) -> Result<()> {
+        // A worker has no project: it runs what the engine sends.
+        if let Command::Worker(args) = &self.command {
+            return crate::worker::run(args, &self.labels).await;
+        }
         let config = std::sync::Arc::new(Config::load(&self.directory)?);
         let graph = Graph::new(&config)?;
         tracing::debug!(tasks = config.tasks.len(), "loaded the config");
@@ -131,6 +137,7 @@ impl Cli {
             Command::CleanCache => cache::clean_cache(&config),
             Command::CacheVerify => cache::verify(&config),
             Command::CleanAll => cache::clean_all(&config, &self.labels).await,
+            Command::Worker(_) => unreachable!("handled before the config is loaded"),
         }
     }
 

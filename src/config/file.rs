@@ -22,7 +22,7 @@ pub(super) struct ConfigFile {
     pub(super) remote: Option<RemoteFile>,
 }
 
-/// The `[remote]` table: a shared cache (and, later, an executor) on servers teams already run.
+/// The `[remote]` table: a shared cache and a remote executor on servers teams already run.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RemoteFile {
@@ -35,6 +35,8 @@ pub(super) struct RemoteFile {
     pub(super) sign_key_env: Option<Spanned<String>>,
     pub(super) s3_endpoint: Option<Spanned<String>>,
     pub(super) s3_region: Option<String>,
+    pub(super) executor: Option<Spanned<String>>,
+    pub(super) queue_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -87,6 +89,8 @@ pub(super) struct TaskFile {
     pub(super) network: bool,
     pub(super) memory: Option<Spanned<SizeValue>>,
     pub(super) cpus: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub(super) local_only: bool,
 }
 
 impl ConfigFile {

@@ -120,6 +120,9 @@ pub struct Task {
     pub memory: Option<u64>,
     /// CPU limit, in CPUs (1.5 = one and a half), passed to the container.
     pub cpus: Option<f64>,
+    /// Runs on this machine's engine even under `--executor remote`: its env values never go to
+    /// a remote engine.
+    pub local_only: bool,
     /// Where the task is declared, and where each dependency is named, for diagnostics.
     pub span: Option<Range<usize>>,
     pub dep_spans: Vec<Option<Range<usize>>>,

@@ -22,10 +22,16 @@ pub struct RemoteConfig {
     pub sign_key_env: Option<String>,
     pub s3_endpoint: Option<String>,
     pub s3_region: Option<String>,
+    /// The REAPI execution service's URL (`grpc://`, `grpcs://`) for `--executor remote`.
+    pub executor: Option<String>,
+    /// How long a task may wait in the engine's queue while no task of the build makes progress
+    /// (no worker can take it: no worker holds its image).
+    pub queue_timeout: Duration,
 }
 
 impl RemoteConfig {
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(300);
 }
 
 impl Default for RemoteConfig {
@@ -39,6 +45,8 @@ impl Default for RemoteConfig {
             sign_key_env: None,
             s3_endpoint: None,
             s3_region: None,
+            executor: None,
+            queue_timeout: RemoteConfig::DEFAULT_QUEUE_TIMEOUT,
         }
     }
 }
@@ -57,6 +65,17 @@ pub fn check_cache_url(url: &str) -> Result<(), String> {
             "`{}` is not a remote cache URL: it must start with one of {}",
             crate::remote::redact(url),
             CACHE_SCHEMES.map(|s| format!("{s}://")).join(", ")
+        )),
+    }
+}
+
+/// Checks a remote executor URL: REAPI's execution service speaks gRPC only.
+pub fn check_executor_url(url: &str) -> Result<(), String> {
+    match url.split_once("://").map(|(s, _)| s) {
+        Some("grpc" | "grpcs") => Ok(()),
+        _ => Err(format!(
+            "`{}` is not a remote executor URL: it must start with grpc:// or grpcs://",
+            crate::remote::redact(url)
         )),
     }
 }

@@ -4,9 +4,10 @@
 //! the GitHub Actions cache). Each is a [`Storage`](crate::cache::Storage) in REAPI's data model,
 //! behind a [`guard::Guarded`] that keeps it from ever making a build slower than one timeout.
 
-mod action_result;
+pub(crate) mod action_result;
 mod error;
-mod grpc;
+pub(crate) mod execute;
+pub(crate) mod grpc;
 mod guard;
 mod http;
 mod kv;
@@ -17,6 +18,8 @@ mod userinfo;
 use std::sync::Arc;
 
 pub(crate) use error::RemoteError;
+pub use execute::ExecutorSettings;
+pub(crate) use execute::RemoteExecutor;
 pub(crate) use guard::{Guarded, Warn};
 pub use settings::{RemoteArgs, RemoteSettings};
 

@@ -17,6 +17,10 @@ pub struct RemoteArgs {
     /// Write what this build runs to the remote cache (else it only reads).
     #[arg(long)]
     pub remote_upload: bool,
+    /// The remote executor's URL (grpc://, grpcs://) for `--executor remote`; overrides
+    /// `[remote] executor`.
+    #[arg(long, value_name = "URL", env = "FLAMENCO_BUILD_REMOTE_EXECUTOR")]
+    pub remote_executor: Option<String>,
     /// Use no remote cache, whatever the settings say.
     #[arg(long, conflicts_with_all = ["remote_cache", "remote_upload"])]
     pub no_remote: bool,
@@ -69,11 +73,7 @@ impl RemoteSettings {
         let upload = args.remote_upload
             || config.upload
             || std::env::var("FLAMENCO_BUILD_REMOTE_UPLOAD").is_ok_and(|v| v == "1" || v == "true");
-        let headers = config
-            .headers_env
-            .iter()
-            .filter_map(|(name, var)| Some((name.clone(), std::env::var(var).ok()?)))
-            .collect();
+        let headers = headers(config);
         // Unset (a fork's pull request gets no secrets): neither signs nor checks; such a build
         // should not be the one that uploads (`upload = false` unless trusted).
         let sign_key = config
@@ -94,8 +94,17 @@ impl RemoteSettings {
         }))
     }
 
-    /// The cache URL as it may be shown.
+    /// The cache URL (the executor's, for the executor's settings) as it may be shown.
     pub fn shown(&self) -> String {
         super::redact(&self.cache)
     }
+}
+
+/// The headers to send, each value read from its variable (an unset one is left out).
+pub(super) fn headers(config: &RemoteConfig) -> Vec<(String, String)> {
+    config
+        .headers_env
+        .iter()
+        .filter_map(|(name, var)| Some((name.clone(), std::env::var(var).ok()?)))
+        .collect()
 }

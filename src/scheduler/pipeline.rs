@@ -10,10 +10,11 @@ use super::CacheMode;
 use super::context::Context;
 use super::summary::{CacheResult, TaskOutcome};
 use super::walk::{RunTask, TaskId};
-use crate::cache::{CacheError, Lookup};
+use crate::cache::{CacheError, Lookup, outside_outputs};
 use crate::config::Task;
 use crate::error::{Error, Result};
 use crate::executor::{Executor, TaskJob, Timings, off_async_workers};
+use crate::fingerprint::action::TaskAction;
 use crate::fingerprint::{
     InputFile, InputFiles, KeyRecipe, Manifest, StatCache, changed_since_read,
 };
@@ -23,6 +24,8 @@ use crate::report::CACHE_ROW;
 struct Keyed {
     inputs: Vec<InputFile>,
     recipe: KeyRecipe,
+    /// The task's `Action`, whose digest is the key.
+    action: Arc<TaskAction>,
     /// The task's outputs in the workspace, when the read-ahead already has them.
     here: Option<Manifest>,
 }
@@ -97,7 +100,11 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
             ctx.with_dep_outputs(task, inputs)
         })
         .await?;
-        let ran = self.run_staged(task, files).await;
+        let action = match self.executor.needs_action() {
+            true => Some(self.uncached_action(task, &files).await?),
+            false => None,
+        };
+        let ran = self.run_staged(task, files, action).await;
         self.workspace.check_root()?;
         let (run, staging) = ran?;
         outcome.run = run;
@@ -105,6 +112,24 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         outcome.index = self.index(&task.name);
         self.clock_out(&mut outcome);
         Ok(outcome)
+    }
+
+    /// `build` on an executor that needs the task's `Action`: every file it is given hashed now
+    /// (no stat cache), its dependencies' outputs among them.
+    async fn uncached_action(
+        self: &Arc<Self>,
+        task: &Task,
+        files: &[InputFile],
+    ) -> Result<Arc<TaskAction>> {
+        let (given, name) = (files.to_vec(), task.name.clone());
+        let digests = off_async_workers(&task.name, move || {
+            StatCache::in_memory()
+                .digest_all(&given)
+                .map_err(Error::io("cannot hash the inputs of", name.as_str()))
+        })
+        .await?;
+        let (_, action) = self.recipe(task, files, digests, &BTreeMap::new());
+        Ok(action)
     }
 
     /// The task's inputs, their digests and its key recipe: from the read-ahead while it holds,
@@ -135,10 +160,11 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
                 (inputs, digests, None)
             }
         };
-        let recipe = self.recipe(task, &inputs, digests, dep_outputs);
+        let (recipe, action) = self.recipe(task, &inputs, digests, dep_outputs);
         Ok(Keyed {
             inputs,
             recipe,
+            action,
             here,
         })
     }
@@ -266,7 +292,9 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         })
         .await?;
         let given = files.clone();
-        let ran = self.run_staged(task, files).await;
+        let ran = self
+            .run_staged(task, files, Some(keyed.action.clone()))
+            .await;
         self.workspace.check_root()?;
         let (run, staging) = ran?;
         outcome.run = run;
@@ -374,16 +402,20 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         &self,
         task: &Task,
         files: Vec<InputFile>,
+        action: Option<Arc<TaskAction>>,
     ) -> Result<(Timings, tempfile::TempDir)> {
         let staging = self.workspace.staging(&task.name)?;
-        match self.run_in_slot(task, files.clone(), staging.path()).await {
+        let first = self.run_in_slot(task, files.clone(), action.clone(), staging.path());
+        match first.await {
             Err(e) if e.is_disk_full() && self.workspace.note_disk_full() => {
                 self.reporter.warn(&format!(
                     "the cache folder's disk is full ({e}); building without caching, staging outputs in the project folder"
                 ));
                 drop(staging);
                 let staging = self.workspace.staging(&task.name)?;
-                let run = self.run_in_slot(task, files, staging.path()).await?;
+                let run = self
+                    .run_in_slot(task, files, action, staging.path())
+                    .await?;
                 Ok((run, staging))
             }
             r => Ok((r?, staging)),
@@ -395,6 +427,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         &self,
         task: &Task,
         files: Vec<InputFile>,
+        action: Option<Arc<TaskAction>>,
         staging: &std::path::Path,
     ) -> Result<Timings> {
         let queued = Instant::now();
@@ -407,7 +440,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         self.reporter
             .task_started(self.index(&task.name), self.total(), &task.name);
         let start = Instant::now();
-        let result = self.run_task(task, files, staging, slot.id).await;
+        let result = self.run_task(task, files, action, staging, slot.id).await;
         let took = start.elapsed();
         if let Ok(t) = &result {
             let mut at = start;
@@ -430,6 +463,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         &self,
         task: &Task,
         files: Vec<InputFile>,
+        action: Option<Arc<TaskAction>>,
         staging: &std::path::Path,
         row: usize,
     ) -> Result<Timings> {
@@ -449,6 +483,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
                 }
                 reporter.log(&name, line)
             }),
+            action,
         };
         self.executor.run(&job, staging).await
     }
@@ -484,21 +519,4 @@ fn to_manifest(files: &[InputFile], stat_cache: &StatCache) -> Result<Manifest> 
         path: files.first().map(|f| f.abs.clone()).unwrap_or_default(),
         source,
     })
-}
-
-/// A path of a record from another machine that lies outside the task's declared outputs.
-fn outside_outputs<'a>(task: &Task, outputs: &'a Manifest) -> Option<&'a str> {
-    let above_an_output = |rel: &str| {
-        task.outputs.iter().any(|o| {
-            let p = o.prefix();
-            p == rel || p.starts_with(&format!("{rel}/"))
-        })
-    };
-    outputs
-        .iter()
-        .find(|(rel, d)| {
-            let declared = task.outputs.iter().any(|o| o.contains(rel));
-            !(declared || d.dir && above_an_output(rel))
-        })
-        .map(|(rel, _)| rel.as_str())
 }

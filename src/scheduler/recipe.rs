@@ -4,24 +4,25 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::context::Context;
 use crate::config::{Config, Task};
-use crate::fingerprint::action::{ActionSpec, task_action};
+use crate::fingerprint::action::{ActionSpec, TaskAction, task_action};
 use crate::fingerprint::{
     FileDigest, InputFile, KEY_FORMAT, KeyRecipe, Manifest, env_value_hash, manifest_hash,
 };
 
 impl<E> Context<E> {
-    /// The key recipe of a task from its input digests and its dependencies' output manifests;
-    /// its key is the digest of the task's `Action`, whose input root holds both.
+    /// The key recipe of a task from its input digests and its dependencies' output manifests,
+    /// and the task's `Action`: the key is its digest, and its input root holds both.
     pub(crate) fn recipe(
         &self,
         task: &Task,
         inputs: &[InputFile],
         digests: Vec<FileDigest>,
         dep_outputs: &BTreeMap<String, Manifest>,
-    ) -> KeyRecipe {
+    ) -> (KeyRecipe, Arc<TaskAction>) {
         let tc = &self.config.toolchains[&task.toolchain];
         let declared = declared_env(&self.config, task);
         let inputs: Manifest = inputs.iter().map(|f| f.rel.clone()).zip(digests).collect();
@@ -41,7 +42,7 @@ impl<E> Context<E> {
             network: task.network,
             inputs: &root,
         });
-        KeyRecipe {
+        let recipe = KeyRecipe {
             format: KEY_FORMAT,
             task: task.name.clone(),
             run: task.run.clone(),
@@ -68,7 +69,8 @@ impl<E> Context<E> {
                 })
                 .collect(),
             key: action.key(),
-        }
+        };
+        (recipe, Arc::new(action))
     }
 
     /// The environment of a task: its toolchain's, then the host variables it declares.

@@ -220,6 +220,9 @@ fn task_json(name: &str, state: &TaskState) -> serde_json::Value {
                 "wait": ms(o.wait),
             });
             v["started_ms"] = json!(ms(o.began));
+            if let Some(w) = &o.run.worker {
+                v["worker"] = json!(w);
+            }
         }
         TaskState::Failed(e) => v["error"] = json!(e),
         _ => {}

@@ -16,5 +16,7 @@ mod parallel;
 mod reliability;
 mod remote_cache;
 mod remote_engine;
+mod remote_exec;
+mod remote_exec_client;
 mod servers_smoke;
 mod workflow;

@@ -21,6 +21,7 @@ pub(crate) use grpc::{Field, fields, get_capabilities};
 pub(crate) use http::request;
 pub(crate) use nginx::Nginx;
 pub(crate) use postgres::Postgres;
+pub(crate) use process::Process;
 pub(crate) use redis::Redis;
 pub(crate) use s3::S3;
 

@@ -3,7 +3,7 @@
 use super::Check;
 use crate::config::RemoteConfig;
 use crate::config::file::RemoteFile;
-use crate::config::remote::check_cache_url;
+use crate::config::remote::{check_cache_url, check_executor_url};
 
 pub(super) fn remote(check: &mut Check, r: RemoteFile) -> RemoteConfig {
     let mut out = RemoteConfig {
@@ -18,16 +18,22 @@ pub(super) fn remote(check: &mut Check, r: RemoteFile) -> RemoteConfig {
             Err(e) => check.err(url.span(), e),
         }
     }
+    if let Some(url) = r.executor {
+        match check_executor_url(url.get_ref()) {
+            Ok(()) => out.executor = Some(url.into_inner()),
+            Err(e) => check.err(url.span(), e),
+        }
+    }
+    if let Some(t) = r.queue_timeout {
+        match duration(t.get_ref()) {
+            Some(d) => out.queue_timeout = d,
+            None => check.err(t.span(), not_a_duration("queue_timeout", t.get_ref())),
+        }
+    }
     if let Some(t) = r.timeout {
-        match humantime::parse_duration(t.get_ref()) {
-            Ok(d) if !d.is_zero() => out.timeout = d,
-            _ => check.err(
-                t.span(),
-                format!(
-                    "`timeout` is not a duration such as \"5s\": `{}`",
-                    t.get_ref()
-                ),
-            ),
+        match duration(t.get_ref()) {
+            Some(d) => out.timeout = d,
+            None => check.err(t.span(), not_a_duration("timeout", t.get_ref())),
         }
     }
     for (header, var) in r.headers_env {
@@ -64,6 +70,17 @@ pub(super) fn remote(check: &mut Check, r: RemoteFile) -> RemoteConfig {
         }
     }
     out
+}
+
+/// A duration such as "5s" or "2m", never zero.
+fn duration(text: &str) -> Option<std::time::Duration> {
+    humantime::parse_duration(text)
+        .ok()
+        .filter(|d| !d.is_zero())
+}
+
+fn not_a_duration(key: &str, text: &str) -> String {
+    format!("`{key}` is not a duration such as \"5s\": `{text}`")
 }
 
 fn is_token(s: &str) -> bool {

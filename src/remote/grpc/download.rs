@@ -18,7 +18,7 @@ use crate::cache::{BlobRead, BlobRef};
 use crate::remote::RemoteError;
 
 impl GrpcStorage {
-    pub(super) async fn read_all(&self, blobs: Vec<BlobRead>) -> Result<(), RemoteError> {
+    pub(crate) async fn read_all(&self, blobs: Vec<BlobRead>) -> Result<(), RemoteError> {
         let targets: Vec<PathBuf> = blobs.iter().map(|b| b.to.clone()).collect();
         let result = self.read_each(blobs).await;
         if result.is_err() {

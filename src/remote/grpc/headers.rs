@@ -8,7 +8,7 @@ use tonic::service::Interceptor;
 
 /// The headers to send, checked once.
 #[derive(Clone)]
-pub(super) struct Headers(Arc<[(AsciiMetadataKey, AsciiMetadataValue)]>);
+pub(crate) struct Headers(Arc<[(AsciiMetadataKey, AsciiMetadataValue)]>);
 
 impl Headers {
     /// Fails, naming the header but not its value, when one cannot be gRPC metadata.

@@ -6,7 +6,8 @@ mod batch;
 mod capabilities;
 mod download;
 mod headers;
-mod names;
+pub(crate) use headers::Headers;
+pub(crate) mod names;
 mod status;
 mod upload;
 
@@ -16,10 +17,12 @@ use std::time::Duration;
 
 use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
 use bazel_remote_apis::google::bytestream::byte_stream_client::ByteStreamClient;
+use bazel_remote_apis::google::longrunning::operations_client::OperationsClient;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use re::action_cache_client::ActionCacheClient;
 use re::capabilities_client::CapabilitiesClient;
 use re::content_addressable_storage_client::ContentAddressableStorageClient;
+use re::execution_client::ExecutionClient;
 use tonic::codegen::InterceptedService;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
@@ -27,7 +30,6 @@ use super::action_result::{from_action_result, to_action_result};
 use super::{RemoteError, RemoteSettings};
 use crate::cache::{ActionRecord, BlobRead, BlobRef, BlobWrite, CacheError, Storage};
 use crate::fingerprint::TaskKey;
-use headers::Headers;
 
 /// Requests in flight at once: enough to hide a round trip, few enough for a small server.
 const IN_FLIGHT: usize = 8;
@@ -35,9 +37,9 @@ const IN_FLIGHT: usize = 8;
 /// The largest message we decode: a full batch (see [`batch::DEFAULT_MAX`]) with room to spare.
 const MAX_MESSAGE: usize = 2 * batch::DEFAULT_MAX as usize;
 
-type Service = InterceptedService<Channel, Headers>;
+pub(crate) type Service = InterceptedService<Channel, Headers>;
 
-/// A REAPI server as a cache tier.
+/// A REAPI server as a cache tier; the remote executor moves its blobs through one too.
 pub(crate) struct GrpcStorage {
     server: String,
     instance: String,
@@ -100,6 +102,34 @@ impl GrpcStorage {
         }
     }
 
+    /// Keeps a long call (an execution followed for minutes) alive and notices a server gone
+    /// silent: HTTP/2 pings. Only for the executor: some caches refuse frequent pings.
+    pub(crate) fn with_keep_alive(mut self) -> GrpcStorage {
+        self.endpoint = self
+            .endpoint
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_timeout(Duration::from_secs(20))
+            .keep_alive_while_idle(true);
+        self
+    }
+
+    /// The server as it may be shown.
+    pub(crate) fn server(&self) -> &str {
+        &self.server
+    }
+
+    pub(crate) fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    pub(crate) fn execution(&self) -> Result<ExecutionClient<Service>, RemoteError> {
+        Ok(ExecutionClient::new(self.service()?).max_decoding_message_size(MAX_MESSAGE))
+    }
+
+    pub(crate) fn operations(&self) -> Result<OperationsClient<Service>, RemoteError> {
+        Ok(OperationsClient::new(self.service()?))
+    }
+
     fn action_cache(&self) -> Result<ActionCacheClient<Service>, RemoteError> {
         Ok(ActionCacheClient::new(self.service()?))
     }
@@ -117,7 +147,7 @@ impl GrpcStorage {
         Ok(CapabilitiesClient::new(self.service()?))
     }
 
-    fn status(&self, s: tonic::Status) -> RemoteError {
+    pub(crate) fn status(&self, s: tonic::Status) -> RemoteError {
         status::to_remote(&self.server, self.timeout, &s)
     }
 
@@ -182,7 +212,7 @@ impl GrpcStorage {
         Ok(())
     }
 
-    async fn missing(&self, blobs: Vec<BlobRef>) -> Result<Vec<BlobRef>, RemoteError> {
+    pub(crate) async fn missing(&self, blobs: Vec<BlobRef>) -> Result<Vec<BlobRef>, RemoteError> {
         // The empty blob is always there (REAPI): never asked for, never sent.
         let wanted: Vec<BlobRef> = blobs.into_iter().filter(|b| b.size > 0).collect();
         let chunks: Vec<Vec<BlobRef>> = wanted

@@ -5,7 +5,7 @@ use crate::cache::BlobRef;
 
 /// The URI tonic dials for `url`, and whether it is TLS. A gRPC URL names a server and nothing
 /// else; the messages never repeat the URL (it may hold what must not be shown).
-pub(super) fn endpoint_uri(url: &str) -> Result<(String, bool), String> {
+pub(crate) fn endpoint_uri(url: &str) -> Result<(String, bool), String> {
     let (scheme, rest) = url.split_once("://").ok_or("not a URL")?;
     let tls = match scheme {
         "grpc" => false,

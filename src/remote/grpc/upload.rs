@@ -19,7 +19,7 @@ use crate::remote::RemoteError;
 const CHUNK: u64 = 1024 * 1024;
 
 impl GrpcStorage {
-    pub(super) async fn write_all(&self, blobs: Vec<BlobWrite>) -> Result<(), RemoteError> {
+    pub(crate) async fn write_all(&self, blobs: Vec<BlobWrite>) -> Result<(), RemoteError> {
         let blobs: Vec<BlobWrite> = blobs.into_iter().filter(|w| w.blob.size > 0).collect();
         if blobs.is_empty() {
             return Ok(());
