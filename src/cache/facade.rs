@@ -15,6 +15,7 @@ use super::storage::{ActionRecord, BlobWrite, Storage};
 use super::{CacheError, Corrupt, materialize};
 use crate::error::Result;
 use crate::fingerprint::{KeyRecipe, Manifest, TaskKey};
+use crate::remote::RemoteError;
 
 /// What the cache holds for a task's key.
 #[derive(Debug)]
@@ -61,6 +62,9 @@ pub struct Cache {
     warn: Option<crate::remote::Warn>,
     /// `--recache`: saves send every blob again, whatever a tier says it holds.
     recache: bool,
+    /// Whether an action result a remote tier answered was refused already in this build: that is
+    /// told once (an unsigned cache says so for every task).
+    refused_told: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -80,6 +84,7 @@ impl Cache {
             local,
             warn: None,
             recache: false,
+            refused_told: Default::default(),
         })
     }
 
@@ -163,6 +168,18 @@ impl Cache {
             let record = match storage.get_action(task, key).await {
                 Ok(Some(record)) => record,
                 Ok(None) => continue,
+                Err(e @ CacheError::Remote(RemoteError::BadAnswer { .. })) => {
+                    if !self
+                        .refused_told
+                        .swap(true, std::sync::atomic::Ordering::Relaxed)
+                    {
+                        let what = format!(
+                            "not restored, running {task} (and any other task it answers so for)"
+                        );
+                        self.warn_remote(tier, &what, &e);
+                    }
+                    continue;
+                }
                 Err(e) => {
                     self.warn_remote(tier, &format!("not using it for {task}"), &e);
                     continue;
@@ -561,5 +578,107 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(std::fs::read(&blob).unwrap(), b"alpha");
+    }
+
+    /// A remote tier in memory: action results and blobs in maps.
+    #[derive(Default)]
+    struct Memory {
+        actions: std::sync::Mutex<HashMap<TaskKey, ActionRecord>>,
+        blobs: std::sync::Mutex<HashMap<String, Vec<u8>>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Storage for Memory {
+        fn describe(&self) -> String {
+            "memory://".into()
+        }
+        async fn get_action(
+            &self,
+            _: &str,
+            key: &TaskKey,
+        ) -> Result<Option<ActionRecord>, CacheError> {
+            Ok(self.actions.lock().unwrap().get(key).cloned())
+        }
+        async fn put_action(
+            &self,
+            _: &str,
+            key: &TaskKey,
+            r: &ActionRecord,
+        ) -> Result<(), CacheError> {
+            self.actions.lock().unwrap().insert(key.clone(), r.clone());
+            Ok(())
+        }
+        async fn find_missing(
+            &self,
+            blobs: Vec<super::super::BlobRef>,
+        ) -> Result<Vec<super::super::BlobRef>, CacheError> {
+            let held = self.blobs.lock().unwrap();
+            Ok(blobs
+                .into_iter()
+                .filter(|b| !held.contains_key(&b.sha256))
+                .collect())
+        }
+        async fn write_blobs(&self, blobs: Vec<BlobWrite>) -> Result<(), CacheError> {
+            for b in blobs {
+                let bytes = std::fs::read(&b.from).unwrap();
+                self.blobs.lock().unwrap().insert(b.blob.sha256, bytes);
+            }
+            Ok(())
+        }
+        async fn read_blobs(&self, blobs: Vec<super::super::BlobRead>) -> Result<(), CacheError> {
+            for b in blobs {
+                let bytes = self.blobs.lock().unwrap()[&b.blob.sha256].clone();
+                std::fs::write(&b.to, bytes).unwrap();
+                set(&b.to, b.mode);
+            }
+            Ok(())
+        }
+    }
+
+    // Read-through, write-through: A saves into the remote tier (uploads on); B, with its own
+    // empty local store, finds the key remotely, restores it, and keeps it locally, so its next
+    // lookup is answered by its local store.
+    #[tokio::test]
+    async fn a_remote_hit_restores_and_is_kept_locally() {
+        let dir = tempfile::tempdir().unwrap();
+        let remote = Arc::new(Memory::default());
+        let quiet: crate::remote::Warn = Arc::new(|w| panic!("no warning expected: {w}"));
+        let a = Cache::open(&dir.path().join("a")).unwrap().with_remote(
+            remote.clone(),
+            true,
+            quiet.clone(),
+        );
+        let work = dir.path().join("work");
+        std::fs::create_dir_all(work.join("o")).unwrap();
+        std::fs::write(work.join("o/f"), "content").unwrap();
+        let manifest = manifest_of(&work);
+        let r = recipe();
+        a.save("t", &r, &work, &manifest, Duration::from_millis(7))
+            .await
+            .unwrap();
+        assert_eq!(remote.actions.lock().unwrap().len(), 1);
+        let b =
+            Cache::open(&dir.path().join("b"))
+                .unwrap()
+                .with_remote(remote.clone(), false, quiet);
+        let hit = restorable(&b, &r.key()).await;
+        assert!(!hit.is_local());
+        assert_eq!(b.tier_name(&hit).as_deref(), Some("memory://"));
+        let back = dir.path().join("back");
+        std::fs::create_dir(&back).unwrap();
+        b.restore("t", &hit, &back).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(back.join("o/f")).unwrap(),
+            "content"
+        );
+        b.adopt("t", &r, &back, &hit).await.unwrap();
+        assert!(restorable(&b, &r.key()).await.is_local());
+        // B is read-only: a save of its own does not reach the remote tier.
+        let mut r2 = recipe();
+        r2.key = TaskKey::new("ef".repeat(32), 140);
+        b.save("t", &r2, &work, &manifest, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(remote.actions.lock().unwrap().len(), 1);
     }
 }

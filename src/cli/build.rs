@@ -20,7 +20,7 @@ use crate::executor::{
 use crate::fingerprint::{StatCache, WorkspaceSnapshot};
 use crate::graph::Graph;
 use crate::interrupt;
-use crate::remote::RemoteSettings;
+use crate::remote::{Guarded, RemoteSettings};
 use crate::report::{Progress, Reporter, Trace};
 use crate::scheduler::{CacheMode, RunMode, Scheduler};
 
@@ -208,19 +208,26 @@ impl Build {
 
     /// The cache with the remote tier the settings name, if any. A tier that cannot even be set
     /// up (a malformed bucket URL, say) is told once and left out: the build goes on locally.
-    fn with_remote(&self, cache: Cache, reporter: &Reporter) -> Result<Cache> {
+    fn with_remote(
+        &self,
+        cache: Cache,
+        reporter: &Reporter,
+    ) -> Result<(Cache, Option<Arc<Guarded>>)> {
         let settings = RemoteSettings::resolve(&self.config.remote, &self.args.remote)
             .map_err(Error::RemoteSetting)?;
         let Some(settings) = settings else {
-            return Ok(cache);
+            return Ok((cache, None));
         };
         let r = reporter.clone();
         let warn: crate::remote::Warn = Arc::new(move |text: String| r.warn(&text));
         match crate::remote::open_cache(&settings, warn.clone()) {
-            Ok(tier) => Ok(cache.with_remote(tier, settings.upload, warn)),
+            Ok(tier) => Ok((
+                cache.with_remote(tier.clone(), settings.upload, warn),
+                Some(tier),
+            )),
             Err(e) => {
                 reporter.warn(&format!("remote cache {e}; building without it"));
-                Ok(cache)
+                Ok((cache, None))
             }
         }
     }
@@ -304,15 +311,13 @@ impl Build {
             (Box::new(std::io::stdout()), self.args.progress)
         };
         let reporter = Reporter::with_writer(prefix, self.verbose, out).with_progress(progress);
-        let cache = match cache {
+        let (cache, remote) = match cache {
             Some(mut mode) => {
-                mode.cache = self.with_remote(mode.cache, &reporter)?;
-                if self.args.recache {
-                    mode.cache = mode.cache.recache();
-                }
-                Some(mode)
+                let (c, remote) = self.with_remote(mode.cache, &reporter)?;
+                mode.cache = if self.args.recache { c.recache() } else { c };
+                (Some(mode), remote)
             }
-            None => None,
+            None => (None, None),
         };
         if self.args.dry_run {
             let scheduler = Scheduler::new(self.config.clone(), executor, ids, reporter, cache);
@@ -355,9 +360,13 @@ impl Build {
             ));
         }
         if self.args.json {
+            let mut json = summary.to_json();
+            if let Some(r) = &remote {
+                json["remote"] = r.stats();
+            }
             println!(
                 "{}",
-                serde_json::to_string_pretty(&summary.to_json()).expect("summary serialises")
+                serde_json::to_string_pretty(&json).expect("summary serialises")
             );
         }
         result

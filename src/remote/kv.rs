@@ -4,6 +4,7 @@
 //! Each backend only moves named objects; this file makes them a [`Storage`]: results encoded,
 //! signed and checked, blobs streamed to and from files and each checked against its digest.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -183,6 +184,11 @@ impl KvStorage {
                 r.blob.sha256, size, r.blob.size
             )));
         }
+        // The mode exactly as recorded: `open` left the umask's mark on it.
+        let mode = std::fs::Permissions::from_mode(r.mode);
+        tokio::fs::set_permissions(&r.to, mode)
+            .await
+            .map_err(local)?;
         Ok(())
     }
 }

@@ -12,6 +12,7 @@ mod http;
 mod kv;
 mod object_store;
 mod settings;
+mod userinfo;
 
 use std::sync::Arc;
 

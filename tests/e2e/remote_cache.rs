@@ -118,7 +118,11 @@ fn two_machines_share_the_cache_over_http_on_nginx_with_b_on_another_engine() {
     for image in IMAGES {
         engine.load(image);
     }
-    two_machines(&format!("cache = \"{}\"", server.url()), &[], Some(&engine.host));
+    two_machines(
+        &format!("cache = \"{}\"", server.url()),
+        &[],
+        Some(&engine.host),
+    );
 }
 
 #[test]
@@ -181,7 +185,11 @@ fn uploaded(remote: &str, env: &[(&str, &str)]) -> Project {
 fn correct_with_one_warning(b: &Project, got: &Built, what: &str) {
     let w = warnings(got);
     assert_eq!(w.len(), 1, "exactly one warning:\n{}", got.run.stderr);
-    assert!(w[0].contains(what), "the warning should say {what:?}: {}", w[0]);
+    assert!(
+        w[0].contains(what),
+        "the warning should say {what:?}: {}",
+        w[0]
+    );
     assert_eq!(
         std::fs::read_to_string(b.path().join("out-a/a.txt")).unwrap(),
         "alpha-1\n"
@@ -191,7 +199,9 @@ fn correct_with_one_warning(b: &Project, got: &Built, what: &str) {
         "alpha-1\nalpha-1\n"
     );
     assert_eq!(
-        std::fs::metadata(b.path().join("out-a/big.bin")).unwrap().len(),
+        std::fs::metadata(b.path().join("out-a/big.bin"))
+            .unwrap()
+            .len(),
         300_000
     );
 }
@@ -219,7 +229,10 @@ fn a_stopped_server_costs_one_warning() {
 fn a_server_that_never_answers_costs_one_timeout() {
     ensure_installed();
     let server = Silent::start();
-    let b = tiny(&format!("cache = \"{}\"\ntimeout = \"1s\"", server.url_http()));
+    let b = tiny(&format!(
+        "cache = \"{}\"\ntimeout = \"1s\"",
+        server.url_http()
+    ));
     b.write("in.txt", "1");
     let got = b.build(&["build-incremental"]).ok();
     correct_with_one_warning(&b, &got, "did not answer within");
@@ -239,7 +252,11 @@ fn a_server_answering_500_costs_one_warning() {
     b.write("in.txt", "1");
     let got = b.build(&["build-incremental", "--remote-upload"]).ok();
     correct_with_one_warning(&b, &got, "unavailable");
-    assert!(server.requests() <= 3, "{} requests after the tier went off", server.requests());
+    assert!(
+        server.requests() <= 3,
+        "{} requests after the tier went off",
+        server.requests()
+    );
 }
 
 #[test]
@@ -300,7 +317,9 @@ fn an_unsigned_entry_is_ignored_when_a_sign_key_is_set() {
     let url = server.url();
     // A writes without signing (say, a pull request that could write to the bucket).
     let _a = uploaded(&format!("cache = \"{url}\""), &[]);
-    let b = tiny(&format!("cache = \"{url}\"\nsign_key_env = \"FB_TEST_SIGN_KEY\""));
+    let b = tiny(&format!(
+        "cache = \"{url}\"\nsign_key_env = \"FB_TEST_SIGN_KEY\""
+    ));
     b.write("in.txt", "1");
     let mut cmd = b.build_cmd(&["build-incremental"]);
     cmd.env("FB_TEST_SIGN_KEY", "k3y");
@@ -313,7 +332,10 @@ fn an_unsigned_entry_is_ignored_when_a_sign_key_is_set() {
 fn signed_entries_restore_and_recache_overwrites() {
     ensure_installed();
     let server = Nginx::start();
-    let remote = format!("cache = \"{}\"\nsign_key_env = \"FB_TEST_SIGN_KEY\"", server.url());
+    let remote = format!(
+        "cache = \"{}\"\nsign_key_env = \"FB_TEST_SIGN_KEY\"",
+        server.url()
+    );
     let b = uploaded(&remote, &[("FB_TEST_SIGN_KEY", "k3y")]);
     let mut cmd = b.build_cmd(&["build-incremental"]);
     cmd.env("FB_TEST_SIGN_KEY", "k3y");
@@ -321,6 +343,9 @@ fn signed_entries_restore_and_recache_overwrites() {
     assert_eq!(tier(&got, "a"), "remote");
     assert_eq!(tier(&got, "b"), "remote");
     assert!(warnings(&got).is_empty(), "{}", got.run.stderr);
-    let listed = Command::new("ls").arg(server.data_dir().join("ac")).output().unwrap();
+    let listed = Command::new("ls")
+        .arg(server.data_dir().join("ac"))
+        .output()
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&listed.stdout).lines().count(), 2);
 }
