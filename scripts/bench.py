@@ -330,14 +330,23 @@ def summarise_trace(path, wall_s):
     spans = [e for e in events if e.get("ph") == "X"]
     if not spans:
         return {"wall_ms": wall_s * 1000, "phases": {}, "top": [], "tasks": {}}
+    parts = [e for e in spans if e.get("cat") == "phase"]
+    # The cache look-up (the tier's action result, its blobs' presence) has no span of its own: it
+    # is the gap between a task's key and its restore.
+    named = {e["name"]: e for e in parts}
+    for name, e in list(named.items()):
+        task, _, phase = name.rpartition(": ")
+        restore = named.get(f"{task}: restore")
+        if phase == "key" and restore:
+            end = e["ts"] + e["dur"]
+            parts.append({"name": f"{task}: lookup", "ts": end, "dur": restore["ts"] - end})
     phases = {}
-    for e in (e for e in spans if e.get("cat") == "phase"):
-        _, _, phase = e["name"].rpartition(": ")
-        p = phases.setdefault(phase, {"count": 0, "total_ms": 0.0, "max_ms": 0.0})
+    for e in parts:
+        p = phases.setdefault(e["name"].rpartition(": ")[2], {"count": 0, "total_ms": 0.0, "max_ms": 0.0})
         p["count"] += 1
         p["total_ms"] += e["dur"] / 1000
         p["max_ms"] = max(p["max_ms"], e["dur"] / 1000)
-    top = sorted((e for e in spans if e.get("cat") == "phase"), key=lambda e: -e["dur"])[:8]
+    top = sorted(parts, key=lambda e: -e["dur"])[:8]
     first = min(e["ts"] for e in spans) / 1000
     last = max(e["ts"] + e["dur"] for e in spans) / 1000
     return {
@@ -937,8 +946,10 @@ class Bench:
                   f"cold build {fmt_s(cold['median_s'])} (median of {src}); local-cache restore "
                   f"{fmt_s(local['median_s'])} (key {local['key_ms_median']:.1f} ms, restore "
                   f"{local['restore_ms_median']:.1f} ms, summed over the tasks)")
+        # tier calls: what the build asked of the tier (get action, find missing, read blobs);
+        # requests: what the server logged (nginx's access log; BuildGrid keeps none).
         head = ["server", "remote restore", "local restore", "cold", "remote/cold", "remote - local",
-                "bytes down", "calls", "key / restore (summed)", "outputs"]
+                "bytes down", "tier calls", "requests", "key / restore (summed)", "outputs"]
         rows = []
         for name, s in rec["servers"].items():
             r = s["remote"][0] or {}
@@ -949,6 +960,7 @@ class Bench:
                 name, fmt_s(s["median_s"]), fmt_s(local["median_s"]), fmt_s(cold["median_s"]),
                 f"{s['ratio_to_cold']:.3f}", f"{s['minus_local_ms']:+.0f} ms",
                 f"{down:,}" if down is not None else "?", str(calls) if calls is not None else "?",
+                str(side.get("calls", "-")),
                 f"{s['key_ms_median']:.0f} / {s['restore_ms_median']:.0f} ms",
                 "identical" if s["outputs_identical"] else "DIFFERENT",
             ])
@@ -962,7 +974,8 @@ class Bench:
                 print(f"  {name}: this flamenco-build's --json has no `remote` object (bytes and calls above "
                       f"{'from the server log' if side else 'unknown'})")
             elif side:
-                print(f"  {name}: the server logged {side['calls']} requests ({side['methods']}), "
+                methods = ", ".join(f"{n} {m}" for m, n in sorted(side["methods"].items()))
+                print(f"  {name}: the server logged {side['calls']} requests per restore ({methods}), "
                       f"{side['bytes_down']:,} bytes sent")
             up = [a["remote"].get("bytes_up") for a in s["warm"] if a.get("remote")]
             print(f"  {name}: warmed by " + "; then ".join(
