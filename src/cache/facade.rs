@@ -325,6 +325,36 @@ impl Cache {
             .await
     }
 
+    /// After a local hit, with uploads on: sends the entry to each remote tier that lacks it, so
+    /// a CI runner that keeps its local cache still fills the shared one. `files` holds the
+    /// outputs (the workspace, once they are in place).
+    pub async fn share(&self, task: &str, recipe: &KeyRecipe, hit: &Hit, files: &Path) {
+        if !hit.is_local() {
+            return;
+        }
+        let key = recipe.key();
+        let record = ActionRecord {
+            outputs: hit.entry.outputs.clone(),
+            image_id: hit.entry.image_id.clone(),
+            run_ms: hit.entry.run_ms,
+        };
+        for (i, tier) in self.tiers.iter().enumerate().skip(1) {
+            if !self.writes[i] {
+                continue;
+            }
+            let shared = match tier.get_action(task, &key).await {
+                Ok(Some(_)) => Ok(()),
+                Ok(None) | Err(CacheError::Remote(RemoteError::BadAnswer { .. })) => {
+                    save_to(tier.as_ref(), task, &key, files, &record, self.recache).await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = shared {
+                self.warn_remote(i, &format!("{task} was not uploaded"), &e);
+            }
+        }
+    }
+
     async fn save_record(
         &self,
         task: &str,

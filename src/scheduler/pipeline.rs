@@ -206,6 +206,9 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
                         ));
                     }
                 }
+                mode.cache
+                    .share(&task.name, &keyed.recipe, &hit, &self.config.root)
+                    .await;
                 self.explain(task, "hit, outputs up to date", &key);
                 mode.cache.record_hit(&task.name, &hit, false);
                 outcome.result = CacheResult::UpToDate;
@@ -262,6 +265,9 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
             ));
         }
         self.place(staging.path(), task).await?;
+        mode.cache
+            .share(&task.name, &keyed.recipe, &hit, &self.config.root)
+            .await;
         let how = match &remote {
             Some(server) => format!("hit, restored from the remote cache ({server})"),
             None => "hit, restored from the cache".to_string(),

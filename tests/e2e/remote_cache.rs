@@ -401,3 +401,28 @@ fn cache_status_says_whether_the_remote_answers_without_credentials() {
     let text = p.run(&["cache-status"]).ok();
     assert!(text.stdout.contains("Reachable: no"), "{}", text.stdout);
 }
+
+#[test]
+fn local_hits_fill_the_remote_when_uploads_are_on() {
+    ensure_installed();
+    require_toolchain_images();
+    let server = Nginx::start();
+    let remote = format!("cache = \"{}\"", server.url());
+    // A CI runner that keeps its local cache: built once without uploads...
+    let a = tiny(&remote);
+    a.write("in.txt", "1");
+    a.build(&["build-incremental"]).ok();
+    // ...then with uploads: nothing runs, and what it holds goes up.
+    let again = a.build(&["build-incremental", "--remote-upload"]).ok();
+    assert!(again.up_to_date("a") && again.up_to_date("b"));
+    assert!(warnings(&again).is_empty(), "{}", again.run.stderr);
+    let b = tiny(&remote);
+    b.write("in.txt", "1");
+    let got = b.build(&["build-incremental"]).ok();
+    assert_eq!(tier(&got, "a"), "remote");
+    assert_eq!(tier(&got, "b"), "remote");
+    assert_eq!(
+        std::fs::read_to_string(b.path().join("out-b/b.txt")).unwrap(),
+        "alpha-1\nalpha-1\n"
+    );
+}
