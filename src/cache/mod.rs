@@ -20,7 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub(crate) use cas::is_sha256;
 pub(crate) use error::{CacheError, Corrupt};
-pub(crate) use facade::{Cache, Lookup};
+pub(crate) use facade::{Cache, Hit, Lookup};
 pub(crate) use local_store::{CacheStatus, LocalStore};
 pub(crate) use materialize::is_safe_rel;
 pub(crate) use materialize::outside_outputs;

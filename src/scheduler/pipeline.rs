@@ -10,7 +10,7 @@ use super::CacheMode;
 use super::context::Context;
 use super::summary::{CacheResult, TaskOutcome};
 use super::walk::{RunTask, TaskId};
-use crate::cache::{CacheError, Lookup, outside_outputs};
+use crate::cache::{CacheError, Hit, Lookup, outside_outputs};
 use crate::config::Task;
 use crate::error::{Error, Result};
 use crate::executor::{Executor, TaskJob, Timings, off_async_workers};
@@ -192,28 +192,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         };
         let hit = match mode.cache.lookup(&task.name, &key, workspace).await? {
             Lookup::UpToDate(hit) => {
-                if !hit.is_local() {
-                    // The workspace holds the outputs the remote result names: keep them locally.
-                    let root = &self.config.root;
-                    if let Err(e) = mode
-                        .cache
-                        .adopt(&task.name, &keyed.recipe, root, &hit)
-                        .await
-                    {
-                        self.reporter.warn(&format!(
-                            "cannot keep {}'s outputs in the local cache: {e}",
-                            task.name
-                        ));
-                    }
-                }
-                mode.cache
-                    .share(&task.name, &keyed.recipe, &hit, &self.config.root)
-                    .await;
-                self.explain(task, "hit, outputs up to date", &key);
-                mode.cache.record_hit(&task.name, &hit, false);
-                outcome.result = CacheResult::UpToDate;
-                outcome.tier = Some(if hit.is_local() { "local" } else { "remote" });
-                outcome.outputs = hit.entry.outputs;
+                self.up_to_date(mode, task, keyed, hit, outcome).await;
                 return Ok(true);
             }
             Lookup::Restorable(hit) => hit,
@@ -225,6 +204,65 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
                 return Ok(false);
             }
         };
+        self.restore_hit(mode, task, keyed, hit, outcome).await
+    }
+
+    /// A hit whose outputs the workspace already holds.
+    async fn up_to_date(
+        &self,
+        mode: &CacheMode,
+        task: &Task,
+        keyed: &Keyed,
+        hit: Hit,
+        outcome: &mut TaskOutcome,
+    ) {
+        // The workspace holds the outputs a remote result names: keep them locally.
+        self.keep_locally(mode, task, keyed, &hit, &self.config.root)
+            .await;
+        mode.cache
+            .share(&task.name, &keyed.recipe, &hit, &self.config.root)
+            .await;
+        self.explain(task, "hit, outputs up to date", &keyed.recipe.key());
+        mode.cache.record_hit(&task.name, &hit, false);
+        outcome.result = CacheResult::UpToDate;
+        outcome.tier = Some(if hit.is_local() { "local" } else { "remote" });
+        outcome.outputs = hit.entry.outputs;
+    }
+
+    /// After a remote hit: its outputs (in `files`) go into the local store too.
+    async fn keep_locally(
+        &self,
+        mode: &CacheMode,
+        task: &Task,
+        keyed: &Keyed,
+        hit: &Hit,
+        files: &std::path::Path,
+    ) {
+        if hit.is_local() {
+            return;
+        }
+        if let Err(e) = mode
+            .cache
+            .adopt(&task.name, &keyed.recipe, files, hit)
+            .await
+        {
+            self.reporter.warn(&format!(
+                "cannot keep {}'s remote outputs in the local cache: {e}",
+                task.name
+            ));
+        }
+    }
+
+    /// A hit whose outputs must be put back: restored into staging, then placed. False (the task
+    /// runs) when the entry cannot be trusted or a remote tier failed, with a warning.
+    async fn restore_hit(
+        self: &Arc<Self>,
+        mode: &CacheMode,
+        task: &Task,
+        keyed: &Keyed,
+        hit: Hit,
+        outcome: &mut TaskOutcome,
+    ) -> Result<bool> {
         let remote = mode.cache.tier_name(&hit);
         if remote.is_some()
             && let Some(stray) = outside_outputs(task, &hit.entry.outputs)
@@ -253,17 +291,8 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
             }
             return Ok(false);
         }
-        if remote.is_some()
-            && let Err(e) = mode
-                .cache
-                .adopt(&task.name, &keyed.recipe, staging.path(), &hit)
-                .await
-        {
-            self.reporter.warn(&format!(
-                "cannot keep {}'s remote outputs in the local cache: {e}",
-                task.name
-            ));
-        }
+        self.keep_locally(mode, task, keyed, &hit, staging.path())
+            .await;
         self.place(staging.path(), task).await?;
         mode.cache
             .share(&task.name, &keyed.recipe, &hit, &self.config.root)
@@ -272,7 +301,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
             Some(server) => format!("hit, restored from the remote cache ({server})"),
             None => "hit, restored from the cache".to_string(),
         };
-        self.explain(task, &how, &key);
+        self.explain(task, &how, &keyed.recipe.key());
         mode.cache.record_hit(&task.name, &hit, true);
         outcome.result = CacheResult::Restored;
         outcome.tier = Some(if remote.is_some() { "remote" } else { "local" });
