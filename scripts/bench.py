@@ -9,27 +9,38 @@ the same run, with N runs per scenario and both tools alternating:
   go-worker   a comment line appended to a Go file under internal/worker/
   css         a comment line appended to a CSS file under web/app/src/styles/
   cold        BuildKit --no-cache; flamenco-build after `clean-cache` (toolchain caches warm)
+  remote      flamenco-build only: a fresh clone of the fixture (empty local cache) restoring every task
+              from a warm remote cache, BuildGrid (gRPC) and nginx (HTTP) on loopback, against the same
+              clone's cold build and its local-cache restore; runs after the others
 
 and prints the medians, the ratios flamenco-build / BuildKit against their targets, the containers
 flamenco-build created, the RUN steps BuildKit executed, flamenco-build's peak RSS, a comparison of the
-artifacts of both tools, and the per-task container overhead (a one-task `touch x` graph).
+artifacts of both tools, and the per-task container overhead (a one-task `touch x` graph); for `remote`
+per server the remote-restore, local-restore and cold medians, remote / cold (goal <= 0.1), remote - local,
+the bytes and calls of the remote tier, and where the time goes (from a `--trace` of one remote restore).
 
 Usage: scripts/bench.py [--runs N] [--scale S] [--mode MODE] [--keep] [--json FILE] [--bin PATH]
                         [--micro-runs N] [--dockerfile-as-is] [--scenario NAME ...]
 Needs: the toolchain images (scripts/toolchain-images.sh), a Docker engine; installs the buildx plugin
-(scripts/install-buildx.sh) if missing. Never run it next to another build: it measures wall time.
+(scripts/install-buildx.sh) if missing, and for `remote` the test servers (scripts/test-servers.sh: Debian's
+nginx-extras, BuildGrid in target/test-servers/venv). Never run it next to another build: it measures wall
+time.
 """
 import argparse
 import hashlib
+import http.client
 import json
 import os
 import re
 import shutil
+import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import uuid
 from pathlib import Path
 
@@ -51,13 +62,20 @@ TARGETS = {
     "go-worker": (0.5, None),
     "css": (0.6, None),
     "cold": (0.8, None),
+    # remote restore / flamenco-build's cold build (not BuildKit: the remote scenario runs only flamenco-build)
+    "remote": (0.1, None),
 }
 TITLES = {
     "no-change": "no change (warm)",
     "go-worker": "one worker Go file",
     "css": "one webapp CSS file",
     "cold": "cold (toolchain caches warm)",
+    "remote": "remote restore",
 }
+# The scenarios that compare with BuildKit; `remote` is flamenco-build against itself.
+BUILDKIT_SCENARIOS = ("no-change", "go-worker", "css", "cold")
+SERVERS_DIR = REPO / "tests" / "e2e" / "servers"
+VENV = REPO / "target" / "test-servers" / "venv"
 
 
 def log(msg):
@@ -135,6 +153,213 @@ def loadavg():
         return None
 
 
+# ---- cache servers for the remote scenario (as tests/e2e/servers/*.rs start them) -----------------
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tail(path, lines=30):
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+class Server:
+    """A cache server on loopback: its own process group and temp folder, both gone after `with`."""
+
+    name = key = None
+    start_limit = 60.0  # seconds; BuildGrid takes ~10 s when idle, much longer on a loaded machine
+
+    def __init__(self):
+        self.dir = Path(tempfile.mkdtemp(prefix=f"flamenco-bench-{self.key}."))
+        self.port = free_port()
+        self.proc = None
+        self.log_path = self.dir / "server.log"
+        self.startup = None
+
+    def __enter__(self):
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def start(self):
+        cmd = self.command()
+        t0 = time.perf_counter()
+        with open(self.log_path, "wb") as out:
+            self.proc = subprocess.Popen(cmd, cwd=self.dir, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True,
+                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        while not self.ready():
+            if self.proc.poll() is not None:
+                raise Failure(f"{self.name} exited while starting (exit {self.proc.returncode}):\n{self.tails()}")
+            if time.perf_counter() - t0 > self.start_limit:
+                raise Failure(f"{self.name} not ready after {self.start_limit:.0f} s:\n{self.tails()}")
+            time.sleep(0.1)
+        self.startup = time.perf_counter() - t0
+
+    def stop(self):
+        """SIGTERM to its group, SIGKILL to what is left after 5 s; then its folder goes."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+            except ProcessLookupError:
+                pass
+            try:  # workers of the group that outlived their leader
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def tails(self):
+        return f"--- {self.log_path.name}\n{tail(self.log_path)}"
+
+    def accepts(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def mark(self):
+        """Where the server's own request log is now (see `since`)."""
+        return None
+
+    def since(self, mark):
+        """What the server logged since `mark`: {"calls", "bytes_down"}, or None if it logs nothing."""
+        return None
+
+
+class BuildGridServer(Server):
+    """BuildGrid 0.4.4 (venv of scripts/test-servers.sh), CAS + ByteStream + action cache in memory."""
+
+    name, key = "BuildGrid", "buildgrid"
+
+    def command(self):
+        text = (SERVERS_DIR / "buildgrid-cache.yml").read_text().replace("@PORT@", str(self.port))
+        conf = self.dir / "buildgrid.yml"
+        conf.write_text(text)
+        return [str(VENV / "bin" / "bgd"), "server", "start", str(conf)]
+
+    def ready(self):
+        return self.accepts()
+
+    def url(self):
+        return f"grpc://127.0.0.1:{self.port}"
+
+
+class NginxServer(Server):
+    """nginx WebDAV (Debian's nginx-extras): Bazel's HTTP cache protocol under /cache/."""
+
+    name, key = "nginx", "nginx"
+    start_limit = 20.0
+    REQUEST = re.compile(r'"([A-Z]+) \S+ [^"]*" (\d{3}) (\d+|-)')
+
+    def command(self):
+        # The worker runs as nobody when we are root: it must get through the folder and write
+        # its data and temp folders, else every PUT is a 500.
+        os.chmod(self.dir, 0o755)
+        for sub in ("logs", "tmp", "data/cache"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            import pwd
+            nobody = pwd.getpwnam("nobody")
+            for sub in ("tmp", "data", "data/cache"):
+                os.chown(self.dir / sub, nobody.pw_uid, nobody.pw_gid)
+        text = (SERVERS_DIR / "nginx-webdav.conf").read_text() \
+            .replace("@DIR@", str(self.dir)).replace("@PORT@", str(self.port))
+        conf = self.dir / "nginx.conf"
+        conf.write_text(text)
+        binary = "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else "nginx"
+        return [binary, "-c", str(conf), "-p", str(self.dir), "-e", str(self.dir / "logs" / "error.log")]
+
+    def ready(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
+        try:
+            conn.request("HEAD", "/cache/")
+            conn.getresponse().read()
+            return True
+        except OSError:
+            return False
+        finally:
+            conn.close()
+
+    def url(self):
+        return f"http://127.0.0.1:{self.port}/cache"
+
+    def tails(self):
+        return super().tails() + f"\n--- error.log\n{tail(self.dir / 'logs' / 'error.log')}"
+
+    def access_lines(self):
+        try:
+            return (self.dir / "logs" / "access.log").read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+
+    def mark(self):
+        return len(self.access_lines())
+
+    def since(self, mark):
+        calls, down, methods = 0, 0, {}
+        for line in self.access_lines()[mark:]:
+            m = self.REQUEST.search(line)
+            if not m:
+                continue
+            calls += 1
+            methods[m.group(1)] = methods.get(m.group(1), 0) + 1
+            if m.group(1) == "GET" and m.group(3) != "-":
+                down += int(m.group(3))
+        return {"calls": calls, "bytes_down": down, "methods": methods}
+
+
+def summarise_trace(path, wall_s):
+    """Where a build's time went, from its --trace file: the phase spans by phase and the longest ones."""
+    events = json.loads(Path(path).read_text())["traceEvents"]
+    spans = [e for e in events if e.get("ph") == "X"]
+    if not spans:
+        return {"wall_ms": wall_s * 1000, "phases": {}, "top": [], "tasks": {}}
+    parts = [e for e in spans if e.get("cat") == "phase"]
+    # The cache look-up (the tier's action result, its blobs' presence) has no span of its own: it
+    # is the gap between a task's key and its restore.
+    named = {e["name"]: e for e in parts}
+    for name, e in list(named.items()):
+        task, _, phase = name.rpartition(": ")
+        restore = named.get(f"{task}: restore")
+        if phase == "key" and restore:
+            end = e["ts"] + e["dur"]
+            parts.append({"name": f"{task}: lookup", "ts": end, "dur": restore["ts"] - end})
+    phases = {}
+    for e in parts:
+        p = phases.setdefault(e["name"].rpartition(": ")[2], {"count": 0, "total_ms": 0.0, "max_ms": 0.0})
+        p["count"] += 1
+        p["total_ms"] += e["dur"] / 1000
+        p["max_ms"] = max(p["max_ms"], e["dur"] / 1000)
+    top = sorted(parts, key=lambda e: -e["dur"])[:8]
+    first = min(e["ts"] for e in spans) / 1000
+    last = max(e["ts"] + e["dur"] for e in spans) / 1000
+    return {
+        "wall_ms": wall_s * 1000,
+        "first_span_ms": first,      # after the build's origin: config, remote connect, image look-ups
+        "last_span_end_ms": last,
+        "outside_ms": wall_s * 1000 - last,  # process start before the origin, and the exit after the build
+        "phases": dict(sorted(phases.items(), key=lambda kv: -kv[1]["total_ms"])),
+        "top": [{"span": e["name"], "start_ms": e["ts"] / 1000, "ms": e["dur"] / 1000} for e in top],
+        "tasks": {e["name"]: e["dur"] / 1000 for e in spans if e.get("cat") == "task"},
+    }
+
+
 class Bench:
     def __init__(self, args):
         self.args = args
@@ -147,14 +372,18 @@ class Bench:
         self.events = None
         self.notes = []
         self.results = {"scenarios": {}, "notes": self.notes}
+        self.remote_failed = False
 
     # ---- setup ---------------------------------------------------------------------------------
-    def setup(self):
-        log("ensuring the buildx plugin (scripts/install-buildx.sh)")
-        r = subprocess.run([str(REPO / "scripts" / "install-buildx.sh")], stdin=subprocess.DEVNULL)
-        if r.returncode != 0:
-            raise Failure("scripts/install-buildx.sh failed")
-        self.buildx_version = sh(["docker", "buildx", "version"]).stdout.strip()
+    def setup(self, buildkit=True):
+        if buildkit:
+            log("ensuring the buildx plugin (scripts/install-buildx.sh)")
+            r = subprocess.run([str(REPO / "scripts" / "install-buildx.sh")], stdin=subprocess.DEVNULL)
+            if r.returncode != 0:
+                raise Failure("scripts/install-buildx.sh failed")
+            self.buildx_version = sh(["docker", "buildx", "version"]).stdout.strip()
+        else:
+            self.buildx_version = "BuildKit not run"
         self.engine_version = sh(["docker", "version", "--format", "{{.Server.Version}}"]).stdout.strip()
         for image in IMAGES.values():
             if sh(["docker", "image", "inspect", image], check=False).returncode != 0:
@@ -300,11 +529,12 @@ class Bench:
         (logs / f"{name}.log").write_text(f"$ {' '.join(map(str, r.cmd))}\n# {r.wall:.3f} s, exit {r.rc}\n"
                                           f"{r.out}{r.err}")
 
-    def clean_cache(self):
+    def clean_cache(self, directory=None):
+        directory = directory or self.fixture
         if self.has_clean_cache:
-            Run([str(self.fb), "-C", str(self.fixture), "clean-cache"]).check("flamenco-build clean-cache")
+            Run([str(self.fb), "-C", str(directory), "clean-cache"]).check("flamenco-build clean-cache")
         else:
-            shutil.rmtree(self.fixture / ".build-cache", ignore_errors=True)
+            shutil.rmtree(directory / ".build-cache", ignore_errors=True)
 
     def edit(self, path, fmt):
         self.edits += 1
@@ -351,16 +581,230 @@ class Bench:
             "flamenco_build_maxrss_kib": [r.maxrss_kb for r in fb],
         }
 
-    def warm_up(self):
+    def warm_up(self, buildkit=True):
         log("warm-up: one build with each tool (not measured; the first flamenco-build run is cold)")
-        r = self.buildkit()
-        log(f"  BuildKit {fmt_s(r.wall)}")
+        if buildkit:
+            r = self.buildkit()
+            log(f"  BuildKit {fmt_s(r.wall)}")
         r = self.flamenco()
         self.count_containers([r])
         log(f"  flamenco-build {self.mode} {fmt_s(r.wall)} ({r.containers} containers)")
         # A second pass so that both are up to date with the tree (and any lazily made state exists).
-        self.buildkit()
+        if buildkit:
+            self.buildkit()
         self.flamenco()
+
+    # ---- the remote scenario ---------------------------------------------------------------------
+    # A fresh clone (empty local cache) restoring every task from a warm remote cache, per server,
+    # against the same clone's cold build and a local-cache restore; flamenco-build only.
+    def remote(self):
+        rec = self.results["remote"] = {"target_ratio": TARGETS["remote"][0], "runs": self.args.runs,
+                                        "servers": {}, "pass": False}
+        try:
+            self.remote_prepare()
+            rec["cold"] = self.remote_cold()
+            rec["local_restore"] = self.remote_local_restores()
+            for cls in (BuildGridServer, NginxServer):
+                log(f"remote: starting {cls.name}")
+                with cls() as server:
+                    log(f"  {server.name} answers at {server.url()} after {fmt_s(server.startup)}")
+                    rec["servers"][server.name] = self.remote_server(server, rec)
+                log(f"remote: {cls.name} stopped")
+            rec["pass"] = all(s["pass"] for s in rec["servers"].values())
+        except Failure as e:
+            rec["error"] = str(e)
+            self.remote_failed = True
+            log(f"remote scenario FAILED: {e}")
+        finally:
+            shutil.rmtree(self.tmp / "remote", ignore_errors=True)
+
+    def remote_prepare(self):
+        log("remote: ensuring the test servers (scripts/test-servers.sh)")
+        r = subprocess.run([str(REPO / "scripts" / "test-servers.sh")], stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            raise Failure("scripts/test-servers.sh failed: the remote scenario needs nginx-extras and BuildGrid")
+        help_text = sh([str(self.fb), "build-optimized", "--help"]).stdout
+        if "--remote-cache" not in help_text:
+            raise Failure(f"this flamenco-build ({self.fb_version}) has no `build-optimized --remote-cache`")
+        # The clones are of the fixture's last commit: the edits of the timed scenarios go into one,
+        # so that a clone's keys are the fixture's.
+        if sh(["git", "-C", str(self.fixture), "diff", "--quiet"], check=False).returncode != 0:
+            sh(["git", "-C", str(self.fixture), "-c", "user.name=bench", "-c", "user.email=bench@localhost",
+                "commit", "-q", "-a", "-m", "the edits of the timed scenarios"])
+        self.outputs = sorted({o for t in tomllib.loads(GRAPH.read_text())["tasks"].values()
+                               for o in t.get("outputs", [])})
+
+    def clone(self, name):
+        """A fresh clone of the fixture, without its cache or outputs, with the same flamenco-build.toml."""
+        d = self.tmp / "remote" / name
+        shutil.rmtree(d, ignore_errors=True)
+        d.parent.mkdir(exist_ok=True)
+        sh(["git", "clone", "-q", str(self.fixture), str(d)])
+        shutil.copy2(self.fixture / "flamenco-build.toml", d / "flamenco-build.toml")
+        return d
+
+    def fb_json(self, directory, *args, what):
+        """One labelled `build-optimized --json` run; its summary parsed, its warnings collected."""
+        self.runs += 1
+        label = f"{self.id}-{self.runs}"
+        cmd = [str(self.fb), "--label", f"{BENCH_LABEL}={label}", "-C", str(directory), "build-optimized",
+               "--json", *args]
+        r = Run(cmd)
+        r.label, r.containers = label, None
+        self.save_log(f"fb-{self.runs}", r)
+        r.check(what)
+        try:
+            r.summary = json.loads(r.out)
+        except ValueError:
+            raise Failure(f"{what}: no JSON summary on stdout:\n{r.out[-2000:]}{r.err[-2000:]}")
+        r.warnings = [line for line in r.err.splitlines() if line.startswith("warning:")]
+        return r
+
+    @staticmethod
+    def expect(r, status, tier, what):
+        """Every task ended `status` (from `tier`), else a failure naming those that did not."""
+        tasks = r.summary.get("tasks") or []
+        bad = [t for t in tasks if t.get("status") != status or (tier and t.get("tier") != tier)]
+        if bad or not tasks:
+            said = "; ".join(f"{t.get('task')}: {t.get('status')}, tier {t.get('tier', '-')}" for t in bad)
+            warnings = "\n".join(r.warnings[:10])
+            raise Failure(f"{what}: not every task was {status}" + (f" from the {tier} tier" if tier else "")
+                          + f": {said or 'no tasks in the summary'}" + (f"\n{warnings}" if warnings else ""))
+
+    @staticmethod
+    def phase_sums(r):
+        """The tasks' key and restore times of one run, added up (ms)."""
+        tasks = r.summary.get("tasks") or []
+        return {p: sum(t.get("times_ms", {}).get(p, 0.0) for t in tasks) for p in ("key", "restore")}
+
+    def remote_cold(self):
+        """The cold median: the cold scenario's if it ran, else 2-3 cold builds of a clone. Either way
+        the clone ends with a warm local cache, for the local restores."""
+        self.warm_clone = self.clone("local")
+        cold = self.results["scenarios"].get("cold")
+        if cold and self.mode == "build-optimized":
+            log("remote: cold = the cold scenario's flamenco-build median; one build of a clone for its local cache")
+            r = self.fb_json(self.warm_clone, "--no-remote", what="cold build of a clone")
+            self.expect(r, "built", None, "cold build of a clone")
+            return {"source": "cold scenario", "runs_s": cold["flamenco_build_s"],
+                    "median_s": cold["flamenco_build_median_s"], "clone_build_s": r.wall}
+        n = min(3, max(2, self.args.runs))
+        log(f"remote: cold builds of a clone (clean-cache, no remote), {n} runs")
+        runs = []
+        for i in range(n):
+            if i:
+                self.clean_cache(self.warm_clone)
+            runs.append(self.fb_json(self.warm_clone, "--no-remote", what="cold build of a clone"))
+            self.expect(runs[-1], "built", None, "cold build of a clone")
+            log(f"  run {i + 1}: {fmt_s(runs[-1].wall)}")
+        self.count_containers(runs)
+        return {"source": "clone", "runs_s": [r.wall for r in runs], "median_s": median([r.wall for r in runs]),
+                "containers": [r.containers for r in runs]}
+
+    def reset_outputs(self, d):
+        """The clone as cloned, its .build-cache kept: every output gone."""
+        sh(["git", "-C", str(d), "clean", "-q", "-f", "-d", "-x", "-e", ".build-cache"])
+        sh(["git", "-C", str(d), "checkout", "-q", "--", "."])
+        shutil.copy2(self.fixture / "flamenco-build.toml", d / "flamenco-build.toml")
+
+    def remote_local_restores(self):
+        log(f"remote: local-cache restores (outputs deleted, .build-cache kept), {self.args.runs} runs")
+        runs = []
+        for i in range(self.args.runs):
+            self.reset_outputs(self.warm_clone)
+            r = self.fb_json(self.warm_clone, "--no-remote", what="local-cache restore")
+            self.expect(r, "restored", "local", "local-cache restore")
+            runs.append(r)
+            log(f"  run {i + 1}: {fmt_s(r.wall)}")
+        self.count_containers(runs)
+        sums = [self.phase_sums(r) for r in runs]
+        return {"runs_s": [r.wall for r in runs], "median_s": median([r.wall for r in runs]),
+                "containers": [r.containers for r in runs], "maxrss_kib": [r.maxrss_kb for r in runs],
+                "key_ms_median": median([x["key"] for x in sums]),
+                "restore_ms_median": median([x["restore"] for x in sums])}
+
+    def remote_warm(self, server):
+        """Puts every task of the fixture on the server: a build with --remote-upload; if a clone's
+        dry run then finds tasks missing there (local hits are not sent), once more with --recache."""
+        url, what = server.url(), f"warming {server.name}"
+        attempts = []
+        for extra in ([], ["--recache"]):
+            mark = server.mark()
+            r = self.fb_json(self.fixture, "--remote-cache", url, "--remote-upload", *extra, what=what)
+            remote_warnings = [w for w in r.warnings if "remote" in w]
+            if remote_warnings:
+                raise Failure(f"{what}: the remote tier did not work:\n" + "\n".join(remote_warnings[:10]))
+            attempts.append({"args": ["--remote-upload", *extra], "wall_s": r.wall,
+                             "statuses": sorted({t.get("status") for t in r.summary.get("tasks", [])}),
+                             "remote": r.summary.get("remote"), "server_side": server.since(mark)})
+            log(f"  {what}: build-optimized --remote-upload {' '.join(extra)}: {fmt_s(r.wall)}, "
+                f"remote {r.summary.get('remote')}")
+            missing = self.remote_probe(url)
+            if not missing:
+                return attempts
+            log(f"  {server.name} lacks {', '.join(missing)} after that build")
+        raise Failure(f"{what}: after a build with --remote-upload --recache, a fresh clone's dry run still "
+                      "does not restore from it: " + "; ".join(f"{t}: {v}" for t, v in missing.items()))
+
+    def remote_probe(self, url):
+        """The tasks a fresh clone would not restore from `url` (its --dry-run's verdicts)."""
+        d = self.clone("probe")
+        r = Run([str(self.fb), "-C", str(d), "build-optimized", "--dry-run", "--remote-cache", url]) \
+            .check("dry run against the remote cache")
+        shutil.rmtree(d, ignore_errors=True)
+        verdicts = dict(m.groups() for m in re.finditer(r"^dry-run: ([^:\s]+): (.*)$", r.out + r.err, re.M))
+        if not verdicts:
+            raise Failure(f"the dry run said nothing per task:\n{r.out}{r.err}")
+        return {t: v for t, v in verdicts.items() if not v.startswith("would restore")}
+
+    def outputs_identical(self, d):
+        """Whether the clone's outputs are byte for byte the fixture's."""
+        def digest(root, rel):
+            p = root / rel
+            return tree_digest(p) if p.is_dir() else file_digest(p)
+        return all(digest(d, o) == digest(self.fixture, o) and digest(d, o) not in (None, (None, 0))
+                   for o in self.outputs)
+
+    def remote_restore(self, server, name, *extra):
+        """A fresh clone restoring every task from the server; checked, then removed."""
+        d = self.clone(name)
+        mark = server.mark()
+        what = f"remote restore from {server.name}"
+        r = self.fb_json(d, "--remote-cache", server.url(), *extra, what=what)
+        r.server_side = server.since(mark)
+        self.expect(r, "restored", "remote", what)
+        r.identical = self.outputs_identical(d)
+        shutil.rmtree(d, ignore_errors=True)
+        return r
+
+    def remote_server(self, server, rec):
+        warm = self.remote_warm(server)
+        runs = []
+        for i in range(self.args.runs):
+            r = self.remote_restore(server, f"{server.key}-{i + 1}")
+            runs.append(r)
+            log(f"  run {i + 1}: {fmt_s(r.wall)}, remote {r.summary.get('remote')}, "
+                f"server side {r.server_side}, outputs {'identical' if r.identical else 'DIFFERENT'}")
+        self.count_containers(runs)
+        trace_path = self.tmp / f"trace-{server.key}.json"
+        t = self.remote_restore(server, f"{server.key}-trace", "--trace", str(trace_path))
+        trace = summarise_trace(trace_path, t.wall)
+        med = median([r.wall for r in runs])
+        cold, local = rec["cold"]["median_s"], rec["local_restore"]["median_s"]
+        ratio = med / cold if cold else None
+        sums = [self.phase_sums(r) for r in runs]
+        remote = [r.summary.get("remote") for r in runs]
+        identical = all(r.identical for r in runs + [t])
+        return {
+            "url": server.url(), "startup_s": server.startup, "warm": warm,
+            "restore_s": [r.wall for r in runs], "median_s": med, "ratio_to_cold": ratio,
+            "minus_local_ms": (med - local) * 1000, "remote": remote, "server_side": [r.server_side for r in runs],
+            "containers": [r.containers for r in runs], "maxrss_kib": [r.maxrss_kb for r in runs],
+            "key_ms_median": median([x["key"] for x in sums]),
+            "restore_ms_median": median([x["restore"] for x in sums]),
+            "outputs_identical": identical, "trace": trace,
+            "pass": ratio is not None and ratio <= TARGETS["remote"][0] and identical,
+        }
 
     # ---- artifacts -------------------------------------------------------------------------------
     def compare_artifacts(self):
@@ -439,9 +883,11 @@ class Bench:
                 "/".join(map(str, conts)) or "?", "/".join(map(str, steps)),
                 f"{max(s['flamenco_build_maxrss_kib']) / 1024:.1f} MiB",
             ])
+        rows += self.remote_rows()
         widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
         for r in [head, ["-" * w for w in widths]] + rows:
             print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+        self.report_remote()
         m = res.get("micro")
         if m:
             print(f"per-task container overhead (one-task `touch x` graph, `build`, {len(m['runs_s'])} runs): "
@@ -470,14 +916,104 @@ class Bench:
         print(f"the cache volume {VOLUME} (warm toolchain caches) is left in place; "
               f"remove it with: docker volume rm {VOLUME}")
 
+    def remote_rows(self):
+        """The remote scenario's rows of the main table: per server, remote restore against fb's cold build."""
+        rec = self.results.get("remote")
+        if not rec:
+            return []
+        if not rec["servers"]:
+            return [[TITLES["remote"], "-", "-", "-", f"<= {rec['target_ratio']} x fb cold", "FAIL",
+                     "-", "-", "-"]]
+        rows = []
+        for name, s in rec["servers"].items():
+            conts = sorted(set(c for c in s["containers"] if c is not None))
+            rows.append([
+                f"{TITLES['remote']}, {name}", "-", fmt_s(s["median_s"]),
+                f"{s['ratio_to_cold']:.3f}" if s["ratio_to_cold"] is not None else "-",
+                f"<= {rec['target_ratio']} x fb cold", "PASS" if s["pass"] else "FAIL",
+                "/".join(map(str, conts)) or "?", "-", f"{max(s['maxrss_kib']) / 1024:.1f} MiB",
+            ])
+        return rows
+
+    def report_remote(self):
+        rec = self.results.get("remote")
+        if not rec:
+            return
+        cold, local = rec.get("cold"), rec.get("local_restore")
+        if cold and local:
+            src = "the cold scenario" if cold["source"] == "cold scenario" else f"{len(cold['runs_s'])} runs of a clone"
+            print(f"remote cache: a fresh clone (empty local cache) against a warm server, {rec['runs']} runs each; "
+                  f"cold build {fmt_s(cold['median_s'])} (median of {src}); local-cache restore "
+                  f"{fmt_s(local['median_s'])} (key {local['key_ms_median']:.1f} ms, restore "
+                  f"{local['restore_ms_median']:.1f} ms, summed over the tasks)")
+        # tier calls: what the build asked of the tier (get action, find missing, read blobs);
+        # requests: what the server logged (nginx's access log; BuildGrid keeps none).
+        head = ["server", "remote restore", "local restore", "cold", "remote/cold", "remote - local",
+                "bytes down", "tier calls", "requests", "key / restore (summed)", "outputs"]
+        rows = []
+        for name, s in rec["servers"].items():
+            r = s["remote"][0] or {}
+            side = s["server_side"][0] or {}
+            down = r.get("bytes_down", side.get("bytes_down"))
+            calls = r.get("calls", side.get("calls"))
+            rows.append([
+                name, fmt_s(s["median_s"]), fmt_s(local["median_s"]), fmt_s(cold["median_s"]),
+                f"{s['ratio_to_cold']:.3f}", f"{s['minus_local_ms']:+.0f} ms",
+                f"{down:,}" if down is not None else "?", str(calls) if calls is not None else "?",
+                str(side.get("calls", "-")),
+                f"{s['key_ms_median']:.0f} / {s['restore_ms_median']:.0f} ms",
+                "identical" if s["outputs_identical"] else "DIFFERENT",
+            ])
+        if rows:
+            widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
+            for r in [head, ["-" * w for w in widths]] + rows:
+                print("  " + "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+        for name, s in rec["servers"].items():
+            r, side = s["remote"][0], s["server_side"][0]
+            if r is None:
+                print(f"  {name}: this flamenco-build's --json has no `remote` object (bytes and calls above "
+                      f"{'from the server log' if side else 'unknown'})")
+            elif side:
+                methods = ", ".join(f"{n} {m}" for m, n in sorted(side["methods"].items()))
+                print(f"  {name}: the server logged {side['calls']} requests per restore ({methods}), "
+                      f"{side['bytes_down']:,} bytes sent")
+            up = [a["remote"].get("bytes_up") for a in s["warm"] if a.get("remote")]
+            print(f"  {name}: warmed by " + "; then ".join(
+                f"build-optimized {' '.join(a['args'])} ({fmt_s(a['wall_s'])}, tasks {'/'.join(a['statuses'])})"
+                for a in s["warm"]) + (f", {sum(x or 0 for x in up):,} bytes up" if up else ""))
+            self.report_trace(name, s["trace"])
+        if rec.get("error"):
+            print(f"remote: FAILED: {rec['error']}")
+
+    @staticmethod
+    def report_trace(name, t):
+        top = ", ".join(f"{e['span']} {e['ms']:.1f} ms" for e in t["top"][:6])
+        phases = ", ".join(f"{k} {v['count']}x {v['total_ms']:.1f} ms (max {v['max_ms']:.1f})"
+                           for k, v in list(t["phases"].items())[:6])
+        print(f"  where the time goes ({name}, one remote restore with --trace, {fmt_s(t['wall_ms'] / 1000)}):")
+        if not t["top"]:
+            print("    the trace has no spans")
+            return
+        print(f"    first span at {t['first_span_ms']:.1f} ms after the build's start, last ends at "
+              f"{t['last_span_end_ms']:.1f} ms; outside the traced build (process start, exit): "
+              f"{t['outside_ms']:.1f} ms")
+        print(f"    per phase: {phases}")
+        print(f"    longest spans: {top}")
+
     def run(self):
         la0 = loadavg()
-        self.setup()
+        names = self.args.scenario or list(TARGETS)
+        with_buildkit = [n for n in names if n in BUILDKIT_SCENARIOS]
+        self.setup(buildkit=bool(with_buildkit))
         self.start_events()
-        self.warm_up()
-        for name in self.args.scenario or list(TARGETS):
+        self.warm_up(buildkit=bool(with_buildkit))
+        for name in with_buildkit:
             self.scenario(name)
-        self.compare_artifacts()
+        if with_buildkit:
+            self.compare_artifacts()
+        # Last: it commits the fixture's edits and may rebuild it (--recache) to fill the servers.
+        if "remote" in names:
+            self.remote()
         if self.args.micro_runs > 0:
             self.micro()
         self.results["loadavg"] = [la0, loadavg()]
@@ -492,6 +1028,8 @@ class Bench:
             Path(self.args.json).write_text(json.dumps(self.results, indent=2) + "\n")
             log(f"wrote {self.args.json}")
         failed = [n for n, s in self.results["scenarios"].items() if not s["pass"]]
+        if "remote" in self.results and not self.results["remote"]["pass"]:
+            failed.append("remote")
         return 1 if failed else 0
 
 
@@ -506,7 +1044,7 @@ def main():
     ap.add_argument("--bin", metavar="PATH", help="flamenco-build binary (default target/release/flamenco-build)")
     ap.add_argument("--micro-runs", type=int, default=10, help="runs of the one-task graph (default 10; 0: skip)")
     ap.add_argument("--scenario", action="append", choices=list(TARGETS),
-                    help="run only this scenario (repeatable; default: all four)")
+                    help="run only this scenario (repeatable; default: all five)")
     ap.add_argument("--dockerfile-as-is", action="store_true",
                     help="use Dockerfile.buildkit unchanged, even if its Go cache mount misses the image's GOCACHE")
     args = ap.parse_args()
@@ -525,7 +1063,7 @@ def main():
         return 130
     finally:
         bench.stop_events()
-        if keep:
+        if keep or bench.remote_failed:
             log(f"kept {bench.tmp} (fixture: {bench.fixture})")
         else:
             shutil.rmtree(bench.tmp, ignore_errors=True)

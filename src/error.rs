@@ -118,12 +118,21 @@ pub enum Error {
 
     #[error("interrupted by {signal}; removed the run's containers")]
     Interrupted { signal: &'static str, code: i32 },
+
+    /// A remote setting given on the command line or in the environment that cannot be used.
+    #[error("{0}")]
+    RemoteSetting(String),
+
+    /// The remote executor could not run a task (the engine failed, not the task): the reason
+    /// names the server.
+    #[error("task `{task}` on the remote executor: {reason}")]
+    RemoteExecution { task: String, reason: String },
 }
 
 impl Error {
     /// The process exit status for this error: 1 a task failed, 2 the configuration or the
-    /// command line is wrong, 3 the Docker engine cannot be used, 4 a toolchain image is missing,
-    /// 5 a local I/O failure, 128+N for a signal.
+    /// command line is wrong, 3 the Docker engine (or the remote executor) cannot be used, 4 a
+    /// toolchain image is missing, 5 a local I/O failure, 128+N for a signal.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::TaskFailed { .. }
@@ -133,11 +142,13 @@ impl Error {
             Error::Config(_)
             | Error::UnknownTarget { .. }
             | Error::ForeignVolume { .. }
-            | Error::ForeignCache { .. } => 2,
+            | Error::ForeignCache { .. }
+            | Error::RemoteSetting(_) => 2,
             Error::DockerUnavailable { .. }
             | Error::Docker { .. }
             | Error::VolumeInUse { .. }
-            | Error::Upload { .. } => 3,
+            | Error::Upload { .. }
+            | Error::RemoteExecution { .. } => 3,
             Error::ImageUnavailable { .. } | Error::ToolchainVersion { .. } => 4,
             Error::Io { .. }
             | Error::Runtime(_)

@@ -14,8 +14,10 @@ pub(crate) mod executor;
 pub mod fingerprint;
 pub(crate) mod graph;
 pub(crate) mod interrupt;
+pub(crate) mod remote;
 pub(crate) mod report;
 pub(crate) mod scheduler;
+pub mod worker;
 pub(crate) mod workspace;
 
 pub use error::{Error, Result};

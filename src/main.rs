@@ -4,7 +4,8 @@ use clap::Parser;
 
 fn main() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FLAMENCO_BUILD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // Our own warnings only: a dependency's (a signer's, say) may print a signed URL.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("flamenco_build=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

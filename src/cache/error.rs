@@ -36,6 +36,12 @@ pub enum CacheError {
     /// A local failure of the store (a full disk, a folder that cannot be written).
     #[error(transparent)]
     Local(#[from] crate::error::Error),
+    /// A remote tier failed or answered something that cannot be trusted.
+    #[error(transparent)]
+    Remote(#[from] crate::remote::RemoteError),
+    /// A remote tier switched off for the rest of the run (its warning was given once).
+    #[error("the remote tier is switched off for this build")]
+    TierOff,
     /// A bug or a runtime failure, not the data's fault.
     #[error("{0}")]
     Internal(String),

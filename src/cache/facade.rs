@@ -15,6 +15,7 @@ use super::storage::{ActionRecord, BlobWrite, Storage};
 use super::{CacheError, Corrupt, materialize};
 use crate::error::Result;
 use crate::fingerprint::{KeyRecipe, Manifest, TaskKey};
+use crate::remote::RemoteError;
 
 /// What the cache holds for a task's key.
 #[derive(Debug)]
@@ -49,12 +50,21 @@ pub struct Miss {
     meta: Option<TaskMetadata>,
 }
 
-/// The cache of one build: the local store and, later, remote tiers.
+/// The cache of one build: the local store and the remote tiers after it.
 #[derive(Clone)]
 pub struct Cache {
     local: LocalStore,
-    /// Every tier, the local store first: read in this order, written to each.
+    /// Every tier, the local store first: read in this order, written to each that takes writes.
     tiers: Vec<Arc<dyn Storage>>,
+    /// Per tier: whether this build writes to it (a remote tier is read-only unless uploads are on).
+    writes: Vec<bool>,
+    /// Where warnings about remote tiers go.
+    warn: Option<crate::remote::Warn>,
+    /// `--recache`: saves send every blob again, whatever a tier says it holds.
+    recache: bool,
+    /// Whether an action result a remote tier answered was refused already in this build: that is
+    /// told once (an unsigned cache says so for every task).
+    refused_told: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -70,8 +80,52 @@ impl Cache {
         let local = LocalStore::open(dir)?;
         Ok(Cache {
             tiers: vec![Arc::new(local.clone())],
+            writes: vec![true],
             local,
+            warn: None,
+            recache: false,
+            refused_told: Default::default(),
         })
+    }
+
+    /// Saves send every blob again, so a damaged entry on a server is overwritten whole.
+    pub(crate) fn recache(mut self) -> Cache {
+        self.recache = true;
+        self
+    }
+
+    /// Adds a remote tier after the others, read through and, when `upload`, written through;
+    /// its problems are told through `warn`.
+    pub(crate) fn with_remote(
+        mut self,
+        tier: Arc<dyn Storage>,
+        upload: bool,
+        warn: crate::remote::Warn,
+    ) -> Cache {
+        self.tiers.push(tier);
+        self.writes.push(upload);
+        self.warn = Some(warn);
+        self
+    }
+
+    /// Tells a remote tier's problem, unless the tier is off (it said so once already).
+    fn warn_remote(&self, tier: usize, what: &str, e: &CacheError) {
+        if matches!(e, CacheError::TierOff) {
+            return;
+        }
+        if let Some(warn) = &self.warn {
+            let server = self.tiers[tier].describe();
+            let text = match e {
+                CacheError::Remote(_) => format!("remote cache: {e}; {what}"),
+                _ => format!("remote cache {server}: {e}; {what}"),
+            };
+            warn(text);
+        }
+    }
+
+    /// The server a hit came from, for messages (None for the local store).
+    pub fn tier_name(&self, hit: &Hit) -> Option<String> {
+        (!hit.is_local()).then(|| self.tiers[hit.tier].describe())
     }
 
     /// The local store, for what only it does: locking, status, cleanup, verification.
@@ -108,21 +162,56 @@ impl Cache {
         }
     }
 
-    /// The first remote tier that holds a well-formed result for `key`.
+    /// The first remote tier that holds a well-formed result for `key` whose blobs it all holds.
     async fn remote_lookup(&self, task: &str, key: &TaskKey) -> Option<Hit> {
         for (tier, storage) in self.tiers.iter().enumerate().skip(1) {
-            match storage.get_action(task, key).await {
-                Ok(Some(record)) if materialize::check(&record.outputs).is_ok() => {
-                    let entry = Entry::new(key.clone(), record, super::now());
-                    return Some(Hit {
-                        entry,
-                        meta: None,
-                        tier,
-                    });
+            let record = match storage.get_action(task, key).await {
+                Ok(Some(record)) => record,
+                Ok(None) => continue,
+                Err(e @ CacheError::Remote(RemoteError::BadAnswer { .. })) => {
+                    if !self
+                        .refused_told
+                        .swap(true, std::sync::atomic::Ordering::Relaxed)
+                    {
+                        let what = format!(
+                            "not restored, running {task} (and any other task it answers so for)"
+                        );
+                        self.warn_remote(tier, &what, &e);
+                    }
+                    continue;
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!("{}: {e}", storage.describe()),
+                Err(e) => {
+                    self.warn_remote(tier, &format!("not using it for {task}"), &e);
+                    continue;
+                }
+            };
+            if let Err(why) = materialize::check(&record.outputs) {
+                let e = CacheError::Internal(format!("the result for {task} {why}"));
+                self.warn_remote(tier, "not restored, running the task", &e);
+                continue;
             }
+            match storage.find_missing(record.blobs()).await {
+                Ok(missing) if missing.is_empty() => {}
+                Ok(missing) => {
+                    let e = CacheError::Internal(format!(
+                        "the result for {task} names {} blob(s) the server does not hold ({})",
+                        missing.len(),
+                        missing[0].sha256
+                    ));
+                    self.warn_remote(tier, "running the task", &e);
+                    continue;
+                }
+                Err(e) => {
+                    self.warn_remote(tier, &format!("not using it for {task}"), &e);
+                    continue;
+                }
+            }
+            let entry = Entry::new(key.clone(), record, super::now());
+            return Some(Hit {
+                entry,
+                meta: None,
+                tier,
+            });
         }
         None
     }
@@ -199,7 +288,8 @@ impl Cache {
     }
 
     /// Saves a run's staged outputs under `recipe`'s key: the recipe (for `--explain`), then in
-    /// each tier the blobs it lacks and, after them, the action result that names them.
+    /// each tier this build writes to the blobs it lacks and, after them, the action result that
+    /// names them. A remote tier's failure is told and never fails the build.
     pub async fn save(
         &self,
         task: &str,
@@ -208,12 +298,72 @@ impl Cache {
         outputs: &Manifest,
         run: Duration,
     ) -> Result<(), CacheError> {
-        let key = recipe.key();
         let record = ActionRecord {
             outputs: outputs.clone(),
             image_id: recipe.toolchain.clone(),
             run_ms: run.as_millis() as u64,
         };
+        self.save_record(task, recipe, staging, &record, |i| self.writes[i])
+            .await
+    }
+
+    /// After a restore from a remote tier: keeps the outputs in the local store too, so the next
+    /// build finds them here.
+    pub async fn adopt(
+        &self,
+        task: &str,
+        recipe: &KeyRecipe,
+        staging: &Path,
+        hit: &Hit,
+    ) -> Result<(), CacheError> {
+        let record = ActionRecord {
+            outputs: hit.entry.outputs.clone(),
+            image_id: hit.entry.image_id.clone(),
+            run_ms: hit.entry.run_ms,
+        };
+        self.save_record(task, recipe, staging, &record, |i| i == 0)
+            .await
+    }
+
+    /// After a local hit, with uploads on: sends the entry to each remote tier that lacks it, so
+    /// a CI runner that keeps its local cache still fills the shared one. `files` holds the
+    /// outputs (the workspace, once they are in place).
+    pub async fn share(&self, task: &str, recipe: &KeyRecipe, hit: &Hit, files: &Path) {
+        if !hit.is_local() {
+            return;
+        }
+        let key = recipe.key();
+        let record = ActionRecord {
+            outputs: hit.entry.outputs.clone(),
+            image_id: hit.entry.image_id.clone(),
+            run_ms: hit.entry.run_ms,
+        };
+        for (i, tier) in self.tiers.iter().enumerate().skip(1) {
+            if !self.writes[i] {
+                continue;
+            }
+            let shared = match tier.get_action(task, &key).await {
+                Ok(Some(_)) => Ok(()),
+                Ok(None) | Err(CacheError::Remote(RemoteError::BadAnswer { .. })) => {
+                    save_to(tier.as_ref(), task, &key, files, &record, self.recache).await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = shared {
+                self.warn_remote(i, &format!("{task} was not uploaded"), &e);
+            }
+        }
+    }
+
+    async fn save_record(
+        &self,
+        task: &str,
+        recipe: &KeyRecipe,
+        staging: &Path,
+        record: &ActionRecord,
+        writes: impl Fn(usize) -> bool,
+    ) -> Result<(), CacheError> {
+        let key = recipe.key();
         let (local, name, r, k) = (
             self.local.clone(),
             task.to_string(),
@@ -221,30 +371,54 @@ impl Cache {
             key.clone(),
         );
         blocking(move || local.save_recipe(&name, &k, &r)).await??;
-        // One file per blob to read it from (many files may share a blob): looked up, not searched,
-        // so an output of many files costs no more than its size.
-        let file_of: HashMap<&str, &String> = outputs
-            .iter()
-            .filter(|(_, d)| d.link.is_none() && !d.dir)
-            .map(|(rel, d)| (d.sha256.as_str(), rel))
-            .collect();
-        for tier in &self.tiers {
-            let missing = tier.find_missing(record.blobs()).await?;
-            let writes = missing
-                .into_iter()
-                .filter_map(|b| {
-                    let rel = *file_of.get(b.sha256.as_str())?;
-                    Some(BlobWrite {
-                        from: staging.join(rel),
-                        blob: b,
-                    })
-                })
-                .collect();
-            tier.write_blobs(writes).await?;
-            tier.put_action(task, &key, &record).await?;
+        for (i, tier) in self.tiers.iter().enumerate() {
+            if !writes(i) {
+                continue;
+            }
+            match save_to(tier.as_ref(), task, &key, staging, record, self.recache).await {
+                Ok(()) => {}
+                Err(e) if i == 0 => return Err(e),
+                Err(e) => self.warn_remote(i, &format!("{task} was not uploaded"), &e),
+            }
         }
         Ok(())
     }
+}
+
+/// One tier's part of a save: the blobs it lacks, then the action result.
+async fn save_to(
+    tier: &dyn Storage,
+    task: &str,
+    key: &TaskKey,
+    staging: &Path,
+    record: &ActionRecord,
+    every_blob: bool,
+) -> Result<(), CacheError> {
+    // One file per blob to read it from (many files may share a blob): looked up, not searched,
+    // so an output of many files costs no more than its size.
+    let file_of: HashMap<&str, &String> = record
+        .outputs
+        .iter()
+        .filter(|(_, d)| d.link.is_none() && !d.dir)
+        .map(|(rel, d)| (d.sha256.as_str(), rel))
+        .collect();
+    let missing = if every_blob {
+        record.blobs()
+    } else {
+        tier.find_missing(record.blobs()).await?
+    };
+    let writes = missing
+        .into_iter()
+        .filter_map(|b| {
+            let rel = *file_of.get(b.sha256.as_str())?;
+            Some(BlobWrite {
+                from: staging.join(rel),
+                blob: b,
+            })
+        })
+        .collect();
+    tier.write_blobs(writes).await?;
+    tier.put_action(task, key, record).await
 }
 
 /// Runs blocking cache work (hashing, copying, fsync) off the async workers.
@@ -285,11 +459,13 @@ mod tests {
             workdir: ".".into(),
             outputs: vec!["o".into()],
             network: false,
+            image: "img".into(),
             toolchain: "img".into(),
             toolchain_env: Default::default(),
             env: Default::default(),
             inputs: Default::default(),
             deps: Default::default(),
+            key: TaskKey::new("ab".repeat(32), 140),
         }
     }
 
@@ -432,5 +608,107 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(std::fs::read(&blob).unwrap(), b"alpha");
+    }
+
+    /// A remote tier in memory: action results and blobs in maps.
+    #[derive(Default)]
+    struct Memory {
+        actions: std::sync::Mutex<HashMap<TaskKey, ActionRecord>>,
+        blobs: std::sync::Mutex<HashMap<String, Vec<u8>>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Storage for Memory {
+        fn describe(&self) -> String {
+            "memory://".into()
+        }
+        async fn get_action(
+            &self,
+            _: &str,
+            key: &TaskKey,
+        ) -> Result<Option<ActionRecord>, CacheError> {
+            Ok(self.actions.lock().unwrap().get(key).cloned())
+        }
+        async fn put_action(
+            &self,
+            _: &str,
+            key: &TaskKey,
+            r: &ActionRecord,
+        ) -> Result<(), CacheError> {
+            self.actions.lock().unwrap().insert(key.clone(), r.clone());
+            Ok(())
+        }
+        async fn find_missing(
+            &self,
+            blobs: Vec<super::super::BlobRef>,
+        ) -> Result<Vec<super::super::BlobRef>, CacheError> {
+            let held = self.blobs.lock().unwrap();
+            Ok(blobs
+                .into_iter()
+                .filter(|b| !held.contains_key(&b.sha256))
+                .collect())
+        }
+        async fn write_blobs(&self, blobs: Vec<BlobWrite>) -> Result<(), CacheError> {
+            for b in blobs {
+                let bytes = std::fs::read(&b.from).unwrap();
+                self.blobs.lock().unwrap().insert(b.blob.sha256, bytes);
+            }
+            Ok(())
+        }
+        async fn read_blobs(&self, blobs: Vec<super::super::BlobRead>) -> Result<(), CacheError> {
+            for b in blobs {
+                let bytes = self.blobs.lock().unwrap()[&b.blob.sha256].clone();
+                std::fs::write(&b.to, bytes).unwrap();
+                set(&b.to, b.mode);
+            }
+            Ok(())
+        }
+    }
+
+    // Read-through, write-through: A saves into the remote tier (uploads on); B, with its own
+    // empty local store, finds the key remotely, restores it, and keeps it locally, so its next
+    // lookup is answered by its local store.
+    #[tokio::test]
+    async fn a_remote_hit_restores_and_is_kept_locally() {
+        let dir = tempfile::tempdir().unwrap();
+        let remote = Arc::new(Memory::default());
+        let quiet: crate::remote::Warn = Arc::new(|w| panic!("no warning expected: {w}"));
+        let a = Cache::open(&dir.path().join("a")).unwrap().with_remote(
+            remote.clone(),
+            true,
+            quiet.clone(),
+        );
+        let work = dir.path().join("work");
+        std::fs::create_dir_all(work.join("o")).unwrap();
+        std::fs::write(work.join("o/f"), "content").unwrap();
+        let manifest = manifest_of(&work);
+        let r = recipe();
+        a.save("t", &r, &work, &manifest, Duration::from_millis(7))
+            .await
+            .unwrap();
+        assert_eq!(remote.actions.lock().unwrap().len(), 1);
+        let b =
+            Cache::open(&dir.path().join("b"))
+                .unwrap()
+                .with_remote(remote.clone(), false, quiet);
+        let hit = restorable(&b, &r.key()).await;
+        assert!(!hit.is_local());
+        assert_eq!(b.tier_name(&hit).as_deref(), Some("memory://"));
+        let back = dir.path().join("back");
+        std::fs::create_dir(&back).unwrap();
+        b.restore("t", &hit, &back).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(back.join("o/f")).unwrap(),
+            "content"
+        );
+        b.adopt("t", &r, &back, &hit).await.unwrap();
+        assert!(restorable(&b, &r.key()).await.is_local());
+        // B is read-only: a save of its own does not reach the remote tier.
+        let mut r2 = recipe();
+        r2.key = TaskKey::new("ef".repeat(32), 140);
+        b.save("t", &r2, &work, &manifest, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(remote.actions.lock().unwrap().len(), 1);
     }
 }

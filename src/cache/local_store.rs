@@ -20,7 +20,7 @@ use crate::fingerprint::{KeyRecipe, TaskKey};
 
 /// The layout version of the cache folder; another version's content is cleared on open.
 /// 3: output manifests record modes and folders. 4: outputs are content blobs, not archives.
-pub const CACHE_FORMAT: u32 = 4;
+pub const CACHE_FORMAT: u32 = 5;
 
 /// Leftover temp files and staging folders older than this belong to no running build.
 const STALE_TMP: Duration = Duration::from_secs(3600);
@@ -795,7 +795,7 @@ mod tests {
             })
             .collect();
         let mut e = Entry::new(
-            TaskKey(key.into()),
+            TaskKey::new(key.into(), 1),
             ActionRecord {
                 outputs,
                 image_id: "img".into(),
@@ -827,10 +827,16 @@ mod tests {
         ]);
         // 250 bytes in all; dropping k1 frees only y (x is shared with k2).
         let doomed = pick_doomed(&m, 200, Duration::from_secs(1000), 40);
-        assert_eq!(doomed, vec![("a".to_string(), TaskKey("k1".into()))]);
+        assert_eq!(
+            doomed,
+            vec![("a".to_string(), TaskKey::new("k1".into(), 1))]
+        );
         let doomed = pick_doomed(&m, 100, Duration::from_secs(1000), 40);
         assert_eq!(doomed.len(), 2, "{doomed:?}");
         let doomed = pick_doomed(&m, 1000, Duration::from_secs(25), 40);
-        assert_eq!(doomed, vec![("a".to_string(), TaskKey("k1".into()))]);
+        assert_eq!(
+            doomed,
+            vec![("a".to_string(), TaskKey::new("k1".into(), 1))]
+        );
     }
 }

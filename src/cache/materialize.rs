@@ -8,6 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::storage::{BlobRead, BlobRef};
+use crate::config::Task;
 use crate::fingerprint::{ArchiveTree, FileDigest, Manifest, Node, output_mode};
 
 /// A path of a record that can be joined to a folder safely: relative, `/`-separated, with no
@@ -78,6 +79,31 @@ pub(crate) fn finish(outputs: &Manifest, staging: &Path) -> Result<(), String> {
             .map_err(|e| format!("cannot set the mode of {rel}: {e}"))?;
     }
     Ok(())
+}
+
+/// A path of a record from another machine that lies outside the task's declared outputs.
+pub(crate) fn outside_outputs<'a>(task: &Task, outputs: &'a Manifest) -> Option<&'a str> {
+    let above_an_output = |rel: &str| {
+        task.outputs.iter().any(|o| {
+            let p = o.prefix();
+            p == rel || p.starts_with(&format!("{rel}/"))
+        })
+    };
+    outputs
+        .iter()
+        .find(|(rel, d)| {
+            let declared = task.outputs.iter().any(|o| o.contains(rel));
+            !(declared || d.dir && above_an_output(rel))
+        })
+        .map(|(rel, _)| rel.as_str())
+}
+
+/// A declared output of `task` that a record from another machine does not hold.
+pub(crate) fn missing_output<'a>(task: &'a Task, outputs: &Manifest) -> Option<&'a str> {
+    task.outputs
+        .iter()
+        .find(|o| !outputs.keys().any(|rel| o.contains(rel)))
+        .map(|o| o.path.as_str())
 }
 
 /// The mode a file or folder of a record is restored with (see [`output_mode`]); a record

@@ -9,7 +9,7 @@ mod cas;
 mod error;
 mod facade;
 mod local_store;
-mod materialize;
+pub(crate) mod materialize;
 mod metadata;
 mod ownership;
 mod storage;
@@ -18,9 +18,13 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub(crate) use cas::is_sha256;
 pub(crate) use error::{CacheError, Corrupt};
-pub(crate) use facade::{Cache, Lookup};
+pub(crate) use facade::{Cache, Hit, Lookup};
 pub(crate) use local_store::{CacheStatus, LocalStore};
+pub(crate) use materialize::is_safe_rel;
+pub(crate) use materialize::outside_outputs;
+pub(crate) use storage::{ActionRecord, BlobRead, BlobRef, BlobWrite, Storage};
 
 /// Unix seconds now.
 pub fn now() -> u64 {

@@ -96,4 +96,13 @@ pub(crate) trait Storage: Send + Sync {
     /// Copies blobs into new files, each checked against its digest; on any error no file of a
     /// failed blob is left.
     async fn read_blobs(&self, blobs: Vec<BlobRead>) -> Result<(), CacheError>;
+
+    /// Asks the tier whether it answers, for `cache-status`; says what it supports when it can
+    /// tell. By default: a lookup of a key nothing is stored under.
+    async fn probe(&self) -> Result<String, CacheError> {
+        let nothing = TaskKey::new("0".repeat(64), 0);
+        self.get_action("", &nothing)
+            .await
+            .map(|_| "answers lookups".to_string())
+    }
 }

@@ -20,6 +20,7 @@ use crate::executor::{
 use crate::fingerprint::{StatCache, WorkspaceSnapshot};
 use crate::graph::Graph;
 use crate::interrupt;
+use crate::remote::{ExecutorSettings, Guarded, RemoteExecutor, RemoteSettings};
 use crate::report::{Progress, Reporter, Trace};
 use crate::scheduler::{CacheMode, RunMode, Scheduler};
 
@@ -45,6 +46,10 @@ pub struct BuildArgs {
     /// Say what would run, restore or be up to date, without doing it.
     #[arg(long)]
     pub dry_run: bool,
+    /// Run every task even on a cache hit, and overwrite what the cache tiers hold for it
+    /// (every blob sent again).
+    #[arg(long)]
+    pub recache: bool,
     /// Hash every input again instead of trusting the stat cache.
     #[arg(long)]
     pub paranoid: bool,
@@ -63,10 +68,13 @@ pub struct BuildArgs {
     /// Write a Chrome trace-event file (open it in Perfetto): a span per task phase.
     #[arg(long, value_name = "FILE")]
     pub trace: Option<std::path::PathBuf>,
-    /// Where tasks run: `docker` (a container each) or `local` (processes, inside a build
-    /// container that carries the toolchains, as in Dockerfile.dev).
+    /// Where tasks run: `docker` (a container each), `local` (processes, inside a build
+    /// container that carries the toolchains, as in Dockerfile.dev) or `remote` (a REAPI
+    /// execution engine: `[remote] executor` or --remote-executor).
     #[arg(long, value_enum, default_value_t = ExecutorKind::Docker, env = "FLAMENCO_BUILD_EXECUTOR")]
     pub executor: ExecutorKind,
+    #[command(flatten)]
+    pub remote: crate::remote::RemoteArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -74,6 +82,7 @@ pub enum ExecutorKind {
     #[default]
     Docker,
     Local,
+    Remote,
 }
 
 pub(super) struct Build {
@@ -193,9 +202,36 @@ impl Build {
             cache,
             stat_cache,
             explain: self.args.explain,
+            recache: self.args.recache,
             snapshot,
             reading_began,
         }))
+    }
+
+    /// The cache with the remote tier the settings name, if any. A tier that cannot even be set
+    /// up (a malformed bucket URL, say) is told once and left out: the build goes on locally.
+    fn with_remote(
+        &self,
+        cache: Cache,
+        reporter: &Reporter,
+    ) -> Result<(Cache, Option<Arc<Guarded>>)> {
+        let settings = RemoteSettings::resolve(&self.config.remote, &self.args.remote)
+            .map_err(Error::RemoteSetting)?;
+        let Some(settings) = settings else {
+            return Ok((cache, None));
+        };
+        let r = reporter.clone();
+        let warn: crate::remote::Warn = Arc::new(move |text: String| r.warn(&text));
+        match crate::remote::open_cache(&settings, warn.clone()) {
+            Ok(tier) => Ok((
+                cache.with_remote(tier.clone(), settings.upload, warn),
+                Some(tier),
+            )),
+            Err(e) => {
+                reporter.warn(&format!("remote cache {e}; building without it"));
+                Ok((cache, None))
+            }
+        }
     }
 
     /// The toolchains the plan uses, each once.
@@ -215,48 +251,95 @@ impl Build {
         LocalStore::claim(&self.config.cache_dir())?;
         crate::scheduler::derive_env_ahead(&self.config, &self.plan);
         match self.args.executor {
-            ExecutorKind::Docker => {
-                let engine = DockerEngine::connect(&run_id(), &self.labels).await?;
-                // The one place crashed runs are cleaned up after (see `Reaper` for why there
-                // are two records): now by this project's run registry, and before the first
-                // container by the labels.
-                let registry = RunRegistry::new(self.config.cache_dir().join("runs"));
-                let reaper = Reaper::new(&engine, registry);
-                let _entry = reaper.reap_before_run().await?;
-                let settings = DockerSettings {
-                    cache_volume: self.config.settings.cache_volume.clone(),
-                };
-                let executor = DockerExecutor::new(engine.clone(), settings, reaper);
-                let result = with_signals(Some(&engine), async {
-                    let lookups = self.look_up_images(&engine);
-                    let cache = self.cache_mode().await?;
-                    let found = lookups.await.map_err(|e| Error::DockerUnavailable {
-                        host: engine.host().to_string(),
-                        reason: format!("looking up the toolchain images failed: {e}"),
-                    })?;
-                    let ids = self.images(&engine, found, self.args.dry_run).await?;
-                    tracing::debug!(images = ids.len(), "resolved the toolchain images");
-                    self.drive(Arc::new(executor), ids, cache).await
-                })
-                .await;
-                // Containers are removed as each task ends; this sweep catches any a failure or
-                // a cancellation left behind.
-                engine.remove_run_containers().await;
-                result
-            }
+            ExecutorKind::Docker | ExecutorKind::Remote => self.run_on_docker().await,
             ExecutorKind::Local => {
                 let mut ids = BTreeMap::new();
                 for tc in self.toolchains() {
                     ids.insert(tc.name.clone(), LocalExecutor::toolchain_id(tc).await?);
                 }
                 let executor = LocalExecutor::new(self.config.cache_dir().join("tmp"));
-                with_signals(None, async {
+                with_signals(&Cleanup::default(), async {
                     let cache = self.cache_mode().await?;
                     self.drive(Arc::new(executor), ids, cache).await
                 })
                 .await
             }
         }
+    }
+
+    /// The Docker executor (or the remote one, which runs `local_only` tasks on it) and the
+    /// toolchain images of this machine's engine: a remote task's platform names the image ID.
+    async fn run_on_docker(&self) -> Result<()> {
+        let engine = DockerEngine::connect(&run_id(), &self.labels).await?;
+        // The one place crashed runs are cleaned up after (see `Reaper` for why there are two
+        // records): now by this project's run registry, and before the first container by the
+        // labels.
+        let registry = RunRegistry::new(self.config.cache_dir().join("runs"));
+        let reaper = Reaper::new(&engine, registry);
+        let _entry = reaper.reap_before_run().await?;
+        let settings = DockerSettings {
+            cache_volume: self.config.settings.cache_volume.clone(),
+        };
+        let docker = DockerExecutor::new(engine.clone(), settings, reaper);
+        let mut cleanup = Cleanup {
+            engine: Some(engine.clone()),
+            remote: None,
+        };
+        if self.args.executor != ExecutorKind::Remote {
+            return self.on_engine(&engine, Arc::new(docker), &cleanup).await;
+        }
+        let remote = Arc::new(self.remote_executor(docker)?);
+        cleanup.remote = Some(remote.clone());
+        self.on_engine(&engine, remote, &cleanup).await
+    }
+
+    /// The remote executor the settings name, with a note for each task kept local.
+    fn remote_executor(&self, docker: DockerExecutor) -> Result<RemoteExecutor> {
+        let settings = ExecutorSettings::resolve(&self.config.remote, &self.args.remote)
+            .map_err(Error::RemoteSetting)?
+            .ok_or_else(|| {
+                Error::RemoteSetting(
+                    "--executor remote needs a remote executor: `[remote] executor` in \
+                     flamenco-build.toml, --remote-executor or FLAMENCO_BUILD_REMOTE_EXECUTOR"
+                        .into(),
+                )
+            })?;
+        for t in self
+            .plan
+            .iter()
+            .filter(|t| self.config.tasks[*t].local_only)
+        {
+            say(&format!(
+                "note: task `{t}` is local_only: it runs on this machine's Docker engine"
+            ));
+        }
+        RemoteExecutor::new(&settings, docker, self.config.cache_dir().join("tmp"))
+    }
+
+    /// Resolves the images on `engine` and runs the plan on `executor`; whatever the outcome,
+    /// `cleanup` then removes what the run left (containers, operations on a remote engine).
+    async fn on_engine<E: Executor + Send + Sync + 'static>(
+        &self,
+        engine: &DockerEngine,
+        executor: Arc<E>,
+        cleanup: &Cleanup,
+    ) -> Result<()> {
+        let result = with_signals(cleanup, async {
+            let lookups = self.look_up_images(engine);
+            let cache = self.cache_mode().await?;
+            let found = lookups.await.map_err(|e| Error::DockerUnavailable {
+                host: engine.host().to_string(),
+                reason: format!("looking up the toolchain images failed: {e}"),
+            })?;
+            let ids = self.images(engine, found, self.args.dry_run).await?;
+            tracing::debug!(images = ids.len(), "resolved the toolchain images");
+            self.drive(executor, ids, cache).await
+        })
+        .await;
+        // Containers are removed as each task ends, operations followed to their end; this
+        // sweep catches any a failure or a cancellation left behind.
+        cleanup.run().await;
+        result
     }
 
     /// Runs the plan on `executor`, with `ids` the identity of each toolchain in task keys.
@@ -277,6 +360,14 @@ impl Build {
             (Box::new(std::io::stdout()), self.args.progress)
         };
         let reporter = Reporter::with_writer(prefix, self.verbose, out).with_progress(progress);
+        let (cache, remote) = match cache {
+            Some(mut mode) => {
+                let (c, remote) = self.with_remote(mode.cache, &reporter)?;
+                mode.cache = if self.args.recache { c.recache() } else { c };
+                (Some(mode), remote)
+            }
+            None => (None, None),
+        };
         if self.args.dry_run {
             let scheduler = Scheduler::new(self.config.clone(), executor, ids, reporter, cache);
             return scheduler.dry_run(&self.plan).await;
@@ -318,21 +409,45 @@ impl Build {
             ));
         }
         if self.args.json {
+            let mut json = summary.to_json();
+            if let Some(r) = &remote {
+                json["remote"] = r.stats();
+            }
             println!(
                 "{}",
-                serde_json::to_string_pretty(&summary.to_json()).expect("summary serialises")
+                serde_json::to_string_pretty(&json).expect("summary serialises")
             );
         }
         result
     }
 }
 
+/// What a run leaves to clean up when it stops: its containers on the local engine, its
+/// operations on a remote one.
+#[derive(Clone, Default)]
+pub(crate) struct Cleanup {
+    engine: Option<DockerEngine>,
+    remote: Option<Arc<RemoteExecutor>>,
+}
+
+impl Cleanup {
+    async fn run(&self) {
+        if let Some(remote) = &self.remote {
+            remote.cancel_all().await;
+        }
+        if let Some(engine) = &self.engine {
+            engine.remove_run_containers().await;
+        }
+    }
+}
+
 /// Runs `fut`; on SIGINT, SIGTERM or SIGHUP drops it (local tasks are killed with it), removes
-/// every container of the run and fails with 128 + the signal's number. Blocking work that cannot
+/// every container of the run, cancels its remote operations and fails with 128 + the signal's
+/// number. Blocking work that cannot
 /// be dropped (a restore between two files) sees [`interrupt::requested`] and stops; should the
 /// build still not have stopped after [`GRACE`], the watcher removes the containers and exits.
 pub(crate) async fn with_signals<T>(
-    engine: Option<&DockerEngine>,
+    cleanup: &Cleanup,
     fut: impl Future<Output = Result<T>>,
 ) -> Result<T> {
     let mut streams = Vec::new();
@@ -345,7 +460,7 @@ pub(crate) async fn with_signals<T>(
     }
     let handled = Arc::new(AtomicBool::new(false));
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let watcher = tokio::spawn(watch_signals(streams, tx, engine.cloned(), handled.clone()));
+    let watcher = tokio::spawn(watch_signals(streams, tx, cleanup.clone(), handled.clone()));
     tokio::select! {
         r = fut => {
             watcher.abort();
@@ -363,9 +478,7 @@ pub(crate) async fn with_signals<T>(
             "{signal}: stopping the build and removing its containers"
         ));
     }
-    if let Some(engine) = engine {
-        engine.remove_run_containers().await;
-    }
+    cleanup.run().await;
     watcher.abort();
     Err(err)
 }
@@ -379,7 +492,7 @@ const GRACE: Duration = Duration::from_millis(500);
 async fn watch_signals(
     mut streams: Vec<tokio::signal::unix::Signal>,
     tx: tokio::sync::oneshot::Sender<i32>,
-    engine: Option<DockerEngine>,
+    cleanup: Cleanup,
     handled: Arc<AtomicBool>,
 ) {
     let recvs = streams
@@ -404,9 +517,7 @@ async fn watch_signals(
     say(&format!(
         "{signal}: stopping the build and removing its containers"
     ));
-    if let Some(engine) = &engine {
-        engine.remove_run_containers().await;
-    }
+    cleanup.run().await;
     let _placing = interrupt::workspace_lock();
     say(&format!(
         "error: interrupted by {signal}; removed the run's containers"

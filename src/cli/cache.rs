@@ -2,15 +2,17 @@
 
 use std::collections::BTreeSet;
 
-use crate::cache::{LocalStore, human_size};
+use crate::cache::{LocalStore, Storage, human_size};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::executor::DockerEngine;
 use crate::fingerprint::InputFiles;
+use crate::remote::{RemoteArgs, RemoteSettings};
 use crate::workspace::paths;
 
-/// The seed's "Build Cache Status" block, a line per task, and the limits.
-pub fn status(config: &Config, json: bool) -> Result<()> {
+/// The seed's "Build Cache Status" block, a line per task, the limits, and the remote tier.
+pub async fn status(config: &Config, json: bool, remote: &RemoteArgs) -> Result<()> {
+    let remote = remote_status(config, remote).await?;
     let s = &config.settings;
     let dir = config.cache_dir();
     let status = if let Some(cache) = LocalStore::existing(&dir)? {
@@ -26,9 +28,13 @@ pub fn status(config: &Config, json: bool) -> Result<()> {
         }
     };
     if json {
+        let mut v = serde_json::to_value(&status).expect("status serialises");
+        v["remote"] = remote
+            .as_ref()
+            .map_or(serde_json::Value::Null, |r| r.to_json());
         println!(
             "{}",
-            serde_json::to_string_pretty(&status).expect("status serialises")
+            serde_json::to_string_pretty(&v).expect("status serialises")
         );
         return Ok(());
     }
@@ -61,7 +67,75 @@ pub fn status(config: &Config, json: bool) -> Result<()> {
             t.saved_ms as f64 / 1000.0
         );
     }
+    if let Some(r) = remote {
+        r.print();
+    }
     Ok(())
+}
+
+/// What `cache-status` says of the remote tier: where (no credentials), whether it answers and
+/// what it supports, and how this machine uses it.
+struct RemoteStatus {
+    server: String,
+    instance: String,
+    answer: std::result::Result<String, String>,
+    took_ms: u128,
+    upload: bool,
+    signed: bool,
+}
+
+impl RemoteStatus {
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "server": self.server,
+            "instance": self.instance,
+            "reachable": self.answer.is_ok(),
+            "detail": match &self.answer { Ok(s) | Err(s) => s },
+            "took_ms": self.took_ms as u64,
+            "upload": self.upload,
+            "signed": self.signed,
+        })
+    }
+
+    fn print(&self) {
+        println!("Remote cache:");
+        println!("  Server: {}", self.server);
+        if !self.instance.is_empty() {
+            println!("  Instance: {}", self.instance);
+        }
+        match &self.answer {
+            Ok(s) => println!("  Reachable: yes, in {} ms ({s})", self.took_ms),
+            Err(e) => println!("  Reachable: no ({e})"),
+        }
+        let onoff = |b: bool| if b { "on" } else { "off" };
+        println!(
+            "  Uploads: {}; signing: {}",
+            onoff(self.upload),
+            onoff(self.signed)
+        );
+    }
+}
+
+async fn remote_status(config: &Config, args: &RemoteArgs) -> Result<Option<RemoteStatus>> {
+    let Some(settings) =
+        RemoteSettings::resolve(&config.remote, args).map_err(Error::RemoteSetting)?
+    else {
+        return Ok(None);
+    };
+    let t = std::time::Instant::now();
+    let quiet: crate::remote::Warn = std::sync::Arc::new(|_| {});
+    let answer = match crate::remote::open_cache(&settings, quiet) {
+        Ok(tier) => tier.probe().await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    Ok(Some(RemoteStatus {
+        server: settings.shown(),
+        instance: settings.instance.clone(),
+        answer,
+        took_ms: t.elapsed().as_millis(),
+        upload: settings.upload,
+        signed: settings.sign_key.is_some(),
+    }))
 }
 
 /// Removes what the cache holds, only in a cache folder of ours and only our own entries.

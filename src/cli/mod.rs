@@ -53,6 +53,8 @@ pub enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        remote: crate::remote::RemoteArgs,
     },
     /// Remove the artifact cache.
     CleanCache,
@@ -68,6 +70,8 @@ pub enum Command {
         #[arg(long)]
         dot: bool,
     },
+    /// Run tasks for a remote-execution engine (a Remote Workers API bot, e.g. for BuildGrid).
+    Worker(crate::worker::WorkerArgs),
 }
 
 fn parse_label(s: &str) -> std::result::Result<(String, String), String> {
@@ -94,6 +98,10 @@ impl Cli {
     }
 
     async fn run(self) -> Result<()> {
+        // A worker has no project: it runs what the engine sends.
+        if let Command::Worker(args) = &self.command {
+            return crate::worker::run(args, &self.labels).await;
+        }
         let config = std::sync::Arc::new(Config::load(&self.directory)?);
         let graph = Graph::new(&config)?;
         tracing::debug!(tasks = config.tasks.len(), "loaded the config");
@@ -125,10 +133,11 @@ impl Cli {
                     .run()
                     .await
             }
-            Command::CacheStatus { json } => cache::status(&config, *json),
+            Command::CacheStatus { json, remote } => cache::status(&config, *json, remote).await,
             Command::CleanCache => cache::clean_cache(&config),
             Command::CacheVerify => cache::verify(&config),
             Command::CleanAll => cache::clean_all(&config, &self.labels).await,
+            Command::Worker(_) => unreachable!("handled before the config is loaded"),
         }
     }
 

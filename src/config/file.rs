@@ -18,6 +18,25 @@ pub(super) struct ConfigFile {
     pub(super) toolchains: BTreeMap<Spanned<String>, Spanned<ToolchainFile>>,
     #[serde(default)]
     pub(super) tasks: BTreeMap<Spanned<String>, Spanned<TaskFile>>,
+    #[serde(default)]
+    pub(super) remote: Option<RemoteFile>,
+}
+
+/// The `[remote]` table: a shared cache and a remote executor on servers teams already run.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RemoteFile {
+    pub(super) cache: Option<Spanned<String>>,
+    pub(super) instance: Option<String>,
+    pub(super) upload: Option<bool>,
+    pub(super) timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) headers_env: BTreeMap<Spanned<String>, Spanned<String>>,
+    pub(super) sign_key_env: Option<Spanned<String>>,
+    pub(super) s3_endpoint: Option<Spanned<String>>,
+    pub(super) s3_region: Option<String>,
+    pub(super) executor: Option<Spanned<String>>,
+    pub(super) queue_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,6 +89,8 @@ pub(super) struct TaskFile {
     pub(super) network: bool,
     pub(super) memory: Option<Spanned<SizeValue>>,
     pub(super) cpus: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub(super) local_only: bool,
 }
 
 impl ConfigFile {

@@ -6,6 +6,7 @@ mod file;
 pub mod flamenco;
 mod output_index;
 mod path_pattern;
+pub(crate) mod remote;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 pub use crate::diagnostic::{Diagnostic, Source};
 pub use output_index::OutputIndex;
 pub use path_pattern::{InputSet, OutputPath};
+pub use remote::RemoteConfig;
 
 use crate::error::{Error, Result};
 
@@ -30,6 +32,9 @@ pub struct Config {
     /// True when no flamenco-build.toml was found and Flamenco's own graph is used.
     pub builtin: bool,
     pub settings: Settings,
+    /// The `[remote]` table as written (the command line may override it, see
+    /// `crate::remote::RemoteSettings`).
+    pub remote: RemoteConfig,
     pub toolchains: BTreeMap<String, Toolchain>,
     pub tasks: BTreeMap<String, Task>,
     /// Every task's outputs, indexed when first needed (see [`Config::all_outputs`]).
@@ -115,6 +120,9 @@ pub struct Task {
     pub memory: Option<u64>,
     /// CPU limit, in CPUs (1.5 = one and a half), passed to the container.
     pub cpus: Option<f64>,
+    /// Runs on this machine's engine even under `--executor remote`: its env values never go to
+    /// a remote engine.
+    pub local_only: bool,
     /// Where the task is declared, and where each dependency is named, for diagnostics.
     pub span: Option<Range<usize>>,
     pub dep_spans: Vec<Option<Range<usize>>>,

@@ -609,3 +609,27 @@ fn validation_scales_to_twenty_thousand_tasks() {
             .starts_with("dependency cycle: t0 -> t19999 -> t19998")
     );
 }
+
+#[test]
+fn the_remote_executor_is_a_grpc_url_and_local_only_a_task_setting() {
+    let text = format!(
+        "{}\n[remote]\nexecutor = \"grpcs://exec.example:443\"\nqueue_timeout = \"30s\"\n",
+        ISSUE_SHAPE.replace("network = false", "network = false\nlocal_only = true")
+    );
+    let c = parse(&text).unwrap();
+    assert_eq!(
+        c.remote.executor.as_deref(),
+        Some("grpcs://exec.example:443")
+    );
+    assert_eq!(c.remote.queue_timeout, std::time::Duration::from_secs(30));
+    assert!(c.tasks["manager"].local_only);
+    for bad in ["http://exec:80", "exec:8980"] {
+        let e = errors(&format!("{ISSUE_SHAPE}\n[remote]\nexecutor = \"{bad}\"\n")).join("\n");
+        assert!(e.contains("not a remote executor URL"), "{e}");
+    }
+    let e = errors(&format!(
+        "{ISSUE_SHAPE}\n[remote]\nqueue_timeout = \"soon\"\n"
+    ))
+    .join("\n");
+    assert!(e.contains("`queue_timeout` is not a duration"), "{e}");
+}

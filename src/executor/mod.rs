@@ -20,14 +20,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use docker::DockerEngine;
-pub(crate) use docker::{DockerExecutor, DockerSettings, Reaper};
+pub(crate) use docker::{DockerExecutor, DockerSettings, Reaper, hostname};
 pub use image_provider::{ImageProvider, Provenance};
 pub use local::LocalExecutor;
+pub(crate) use log_tail::LogTail;
 pub use run_registry::{RunEntry, RunRegistry};
 
 use crate::config::Task;
 use crate::error::Result;
 use crate::fingerprint::InputFile;
+use crate::fingerprint::action::TaskAction;
 
 /// Receives each line a task prints, as it prints it.
 pub type LogSink = Arc<dyn Fn(&str) + Send + Sync>;
@@ -44,6 +46,9 @@ pub struct TaskJob<'a> {
     /// `uid:gid` the task runs as; the files it receives belong to it.
     pub user: (u32, u32),
     pub log: LogSink,
+    /// The task as a REAPI `Action` (its digest is the task key), for a remote executor; None
+    /// when the build computes no key and the executor does not ask for one.
+    pub action: Option<Arc<TaskAction>>,
 }
 
 impl TaskJob<'_> {
@@ -62,13 +67,15 @@ fn workdir_in(root: &Path, workdir: &str) -> PathBuf {
 }
 
 /// Where the time of one task run went.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct Timings {
     pub create: Duration,
     pub upload: Duration,
     pub run: Duration,
     pub download: Duration,
     pub remove: Duration,
+    /// The remote worker that ran the task, when a remote engine says.
+    pub worker: Option<String>,
 }
 
 impl Timings {
@@ -85,6 +92,11 @@ pub trait Executor {
         job: &TaskJob<'_>,
         staging: &Path,
     ) -> impl std::future::Future<Output = Result<Timings>> + Send;
+
+    /// Whether jobs must carry their `Action` even when the build computes no key (`build`).
+    fn needs_action(&self) -> bool {
+        false
+    }
 }
 
 /// Runs the blocking part of a task's run (files, archives, processes) on the blocking pool, so

@@ -1,6 +1,7 @@
 //! What goes into a task and what identifies it: its input files (walked and matched against its
 //! globs), their digests (through a stat cache), and the task key over all of it.
 
+pub mod action;
 mod archive_tree;
 mod digest;
 mod input_files;

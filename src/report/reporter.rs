@@ -123,10 +123,19 @@ impl Reporter {
         }
     }
 
-    pub fn task_completed(&self, index: usize, total: usize, task: &str, took: Duration) {
+    /// A task that ran; `worker` names the remote worker that ran it, when one did.
+    pub fn task_completed(
+        &self,
+        index: usize,
+        total: usize,
+        task: &str,
+        took: Duration,
+        worker: Option<&str>,
+    ) {
         self.end_bar(task);
+        let on = worker.map(|w| format!(" on {w}")).unwrap_or_default();
         self.line(&format!(
-            "{}: [{index}/{total}] Completed {task} ({}, total elapsed: {})",
+            "{}: [{index}/{total}] Completed {task}{on} ({}, total elapsed: {})",
             self.mode,
             secs(took),
             secs(self.elapsed())

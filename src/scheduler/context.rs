@@ -158,9 +158,13 @@ impl<E> Context<E> {
                 o.result == CacheResult::Restored,
                 o.total,
             ),
-            CacheResult::Built | CacheResult::Ran => self
-                .reporter
-                .task_completed(o.index, total, &o.task, o.total),
+            CacheResult::Built | CacheResult::Ran => self.reporter.task_completed(
+                o.index,
+                total,
+                &o.task,
+                o.total,
+                o.run.worker.as_deref(),
+            ),
         }
     }
 

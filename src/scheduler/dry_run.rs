@@ -68,7 +68,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
             Ok((inputs, digests))
         })
         .await?;
-        let recipe = self.recipe(task, &inputs, digests, outputs);
+        let (recipe, _) = self.recipe(task, &inputs, digests, outputs);
         let key = recipe.key();
         let (root, outs, stat_cache) = (
             self.config.root.clone(),

@@ -36,6 +36,8 @@ pub struct CacheMode {
     pub stat_cache: Arc<StatCache>,
     /// Print, per task, hit or miss and why.
     pub explain: bool,
+    /// `--recache`: every task runs, and its result overwrites what every tier held.
+    pub recache: bool,
     /// The tasks' inputs and outputs read ahead, when the build began.
     pub snapshot: Option<WorkspaceSnapshot>,
     /// When the build began reading the workspace: a file changed about then may have been

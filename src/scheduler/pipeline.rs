@@ -10,10 +10,11 @@ use super::CacheMode;
 use super::context::Context;
 use super::summary::{CacheResult, TaskOutcome};
 use super::walk::{RunTask, TaskId};
-use crate::cache::Lookup;
+use crate::cache::{CacheError, Hit, Lookup, outside_outputs};
 use crate::config::Task;
 use crate::error::{Error, Result};
 use crate::executor::{Executor, TaskJob, Timings, off_async_workers};
+use crate::fingerprint::action::TaskAction;
 use crate::fingerprint::{
     InputFile, InputFiles, KeyRecipe, Manifest, StatCache, changed_since_read,
 };
@@ -23,6 +24,8 @@ use crate::report::CACHE_ROW;
 struct Keyed {
     inputs: Vec<InputFile>,
     recipe: KeyRecipe,
+    /// The task's `Action`, whose digest is the key.
+    action: Arc<TaskAction>,
     /// The task's outputs in the workspace, when the read-ahead already has them.
     here: Option<Manifest>,
 }
@@ -97,7 +100,11 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
             ctx.with_dep_outputs(task, inputs)
         })
         .await?;
-        let ran = self.run_staged(task, files).await;
+        let action = match self.executor.needs_action() {
+            true => Some(self.uncached_action(task, &files).await?),
+            false => None,
+        };
+        let ran = self.run_staged(task, files, action).await;
         self.workspace.check_root()?;
         let (run, staging) = ran?;
         outcome.run = run;
@@ -105,6 +112,24 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         outcome.index = self.index(&task.name);
         self.clock_out(&mut outcome);
         Ok(outcome)
+    }
+
+    /// `build` on an executor that needs the task's `Action`: every file it is given hashed now
+    /// (no stat cache), its dependencies' outputs among them.
+    async fn uncached_action(
+        self: &Arc<Self>,
+        task: &Task,
+        files: &[InputFile],
+    ) -> Result<Arc<TaskAction>> {
+        let (given, name) = (files.to_vec(), task.name.clone());
+        let digests = off_async_workers(&task.name, move || {
+            StatCache::in_memory()
+                .digest_all(&given)
+                .map_err(Error::io("cannot hash the inputs of", name.as_str()))
+        })
+        .await?;
+        let (_, action) = self.recipe(task, files, digests, &BTreeMap::new());
+        Ok(action)
     }
 
     /// The task's inputs, their digests and its key recipe: from the read-ahead while it holds,
@@ -135,10 +160,11 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
                 (inputs, digests, None)
             }
         };
-        let recipe = self.recipe(task, &inputs, digests, dep_outputs);
+        let (recipe, action) = self.recipe(task, &inputs, digests, dep_outputs);
         Ok(Keyed {
             inputs,
             recipe,
+            action,
             here,
         })
     }
@@ -153,6 +179,10 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         outcome: &mut TaskOutcome,
     ) -> Result<bool> {
         let key = keyed.recipe.key();
+        if mode.recache {
+            self.explain(task, "runs: --recache", &key);
+            return Ok(false);
+        }
         let here = keyed.here.take();
         let workspace = || async {
             match here {
@@ -162,10 +192,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         };
         let hit = match mode.cache.lookup(&task.name, &key, workspace).await? {
             Lookup::UpToDate(hit) => {
-                self.explain(task, "hit, outputs up to date", &key);
-                mode.cache.record_hit(&task.name, &hit, false);
-                outcome.result = CacheResult::UpToDate;
-                outcome.outputs = hit.entry.outputs;
+                self.up_to_date(mode, task, keyed, hit, outcome).await;
                 return Ok(true);
             }
             Lookup::Restorable(hit) => hit,
@@ -177,19 +204,107 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
                 return Ok(false);
             }
         };
+        self.restore_hit(mode, task, keyed, hit, outcome).await
+    }
+
+    /// A hit whose outputs the workspace already holds.
+    async fn up_to_date(
+        &self,
+        mode: &CacheMode,
+        task: &Task,
+        keyed: &Keyed,
+        hit: Hit,
+        outcome: &mut TaskOutcome,
+    ) {
+        // The workspace holds the outputs a remote result names: keep them locally.
+        self.keep_locally(mode, task, keyed, &hit, &self.config.root)
+            .await;
+        mode.cache
+            .share(&task.name, &keyed.recipe, &hit, &self.config.root)
+            .await;
+        self.explain(task, "hit, outputs up to date", &keyed.recipe.key());
+        mode.cache.record_hit(&task.name, &hit, false);
+        outcome.result = CacheResult::UpToDate;
+        outcome.tier = Some(if hit.is_local() { "local" } else { "remote" });
+        outcome.outputs = hit.entry.outputs;
+    }
+
+    /// After a remote hit: its outputs (in `files`) go into the local store too.
+    async fn keep_locally(
+        &self,
+        mode: &CacheMode,
+        task: &Task,
+        keyed: &Keyed,
+        hit: &Hit,
+        files: &std::path::Path,
+    ) {
+        if hit.is_local() {
+            return;
+        }
+        if let Err(e) = mode
+            .cache
+            .adopt(&task.name, &keyed.recipe, files, hit)
+            .await
+        {
+            self.reporter.warn(&format!(
+                "cannot keep {}'s remote outputs in the local cache: {e}",
+                task.name
+            ));
+        }
+    }
+
+    /// A hit whose outputs must be put back: restored into staging, then placed. False (the task
+    /// runs) when the entry cannot be trusted or a remote tier failed, with a warning.
+    async fn restore_hit(
+        self: &Arc<Self>,
+        mode: &CacheMode,
+        task: &Task,
+        keyed: &Keyed,
+        hit: Hit,
+        outcome: &mut TaskOutcome,
+    ) -> Result<bool> {
+        let remote = mode.cache.tier_name(&hit);
+        if remote.is_some()
+            && let Some(stray) = outside_outputs(task, &hit.entry.outputs)
+        {
+            self.reporter.warn(&format!(
+                "remote cache: the result for {} names `{stray}`, which is not among its \
+                 declared outputs; not restored, running the task",
+                task.name
+            ));
+            return Ok(false);
+        }
         let t = Instant::now();
         let staging = self.workspace.staging(&task.name)?;
         if let Err(e) = mode.cache.restore(&task.name, &hit, staging.path()).await {
             // An interrupted restore is not a corrupt entry.
             crate::interrupt::check()?;
-            self.reporter
-                .warn(&format!("{e}; evicted, running the task"));
+            match (&remote, &e) {
+                // The tier said once that it is off.
+                (_, CacheError::TierOff) => {}
+                (None, _) => self
+                    .reporter
+                    .warn(&format!("{e}; evicted, running the task")),
+                (Some(_), _) => self.reporter.warn(&format!(
+                    "remote cache: {e}; not restored, running the task"
+                )),
+            }
             return Ok(false);
         }
+        self.keep_locally(mode, task, keyed, &hit, staging.path())
+            .await;
         self.place(staging.path(), task).await?;
-        self.explain(task, "hit, restored from the cache", &key);
+        mode.cache
+            .share(&task.name, &keyed.recipe, &hit, &self.config.root)
+            .await;
+        let how = match &remote {
+            Some(server) => format!("hit, restored from the remote cache ({server})"),
+            None => "hit, restored from the cache".to_string(),
+        };
+        self.explain(task, &how, &keyed.recipe.key());
         mode.cache.record_hit(&task.name, &hit, true);
         outcome.result = CacheResult::Restored;
+        outcome.tier = Some(if remote.is_some() { "remote" } else { "local" });
         outcome.outputs = hit.entry.outputs;
         outcome.restore_time = t.elapsed();
         let span = format!("{}: restore", task.name);
@@ -212,7 +327,9 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         })
         .await?;
         let given = files.clone();
-        let ran = self.run_staged(task, files).await;
+        let ran = self
+            .run_staged(task, files, Some(keyed.action.clone()))
+            .await;
         self.workspace.check_root()?;
         let (run, staging) = ran?;
         outcome.run = run;
@@ -320,16 +437,20 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         &self,
         task: &Task,
         files: Vec<InputFile>,
+        action: Option<Arc<TaskAction>>,
     ) -> Result<(Timings, tempfile::TempDir)> {
         let staging = self.workspace.staging(&task.name)?;
-        match self.run_in_slot(task, files.clone(), staging.path()).await {
+        let first = self.run_in_slot(task, files.clone(), action.clone(), staging.path());
+        match first.await {
             Err(e) if e.is_disk_full() && self.workspace.note_disk_full() => {
                 self.reporter.warn(&format!(
                     "the cache folder's disk is full ({e}); building without caching, staging outputs in the project folder"
                 ));
                 drop(staging);
                 let staging = self.workspace.staging(&task.name)?;
-                let run = self.run_in_slot(task, files, staging.path()).await?;
+                let run = self
+                    .run_in_slot(task, files, action, staging.path())
+                    .await?;
                 Ok((run, staging))
             }
             r => Ok((r?, staging)),
@@ -341,6 +462,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         &self,
         task: &Task,
         files: Vec<InputFile>,
+        action: Option<Arc<TaskAction>>,
         staging: &std::path::Path,
     ) -> Result<Timings> {
         let queued = Instant::now();
@@ -353,7 +475,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         self.reporter
             .task_started(self.index(&task.name), self.total(), &task.name);
         let start = Instant::now();
-        let result = self.run_task(task, files, staging, slot.id).await;
+        let result = self.run_task(task, files, action, staging, slot.id).await;
         let took = start.elapsed();
         if let Ok(t) = &result {
             let mut at = start;
@@ -376,6 +498,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         &self,
         task: &Task,
         files: Vec<InputFile>,
+        action: Option<Arc<TaskAction>>,
         staging: &std::path::Path,
         row: usize,
     ) -> Result<Timings> {
@@ -395,6 +518,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
                 }
                 reporter.log(&name, line)
             }),
+            action,
         };
         self.executor.run(&job, staging).await
     }

@@ -4,51 +4,73 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::context::Context;
 use crate::config::{Config, Task};
+use crate::fingerprint::action::{ActionSpec, TaskAction, task_action};
 use crate::fingerprint::{
     FileDigest, InputFile, KEY_FORMAT, KeyRecipe, Manifest, env_value_hash, manifest_hash,
 };
 
 impl<E> Context<E> {
-    /// The key recipe of a task from its input digests and its dependencies' output manifests.
+    /// The key recipe of a task from its input digests and its dependencies' output manifests,
+    /// and the task's `Action`: the key is its digest, and its input root holds both.
     pub(crate) fn recipe(
         &self,
         task: &Task,
         inputs: &[InputFile],
         digests: Vec<FileDigest>,
         dep_outputs: &BTreeMap<String, Manifest>,
-    ) -> KeyRecipe {
+    ) -> (KeyRecipe, Arc<TaskAction>) {
         let tc = &self.config.toolchains[&task.toolchain];
-        let env = declared_env(&self.config, task)
-            .into_iter()
-            .map(|(k, v)| {
-                let h = v.map(|v| env_value_hash(&k, &v));
-                (k, h)
-            })
-            .collect();
-        let deps = task
-            .deps
-            .iter()
-            .map(|d| {
-                let hash = dep_outputs.get(d).map(manifest_hash).unwrap_or_default();
-                (d.clone(), hash)
-            })
-            .collect();
-        KeyRecipe {
+        let declared = declared_env(&self.config, task);
+        let inputs: Manifest = inputs.iter().map(|f| f.rel.clone()).zip(digests).collect();
+        let outputs: Vec<String> = task.outputs.iter().map(|o| o.path.clone()).collect();
+        let mut root = inputs.clone();
+        for m in task.deps.iter().filter_map(|d| dep_outputs.get(d)) {
+            root.extend(m.iter().map(|(p, d)| (p.clone(), d.clone())));
+        }
+        let image_id = &self.images[&task.toolchain];
+        let action = task_action(&ActionSpec {
+            run: &task.run,
+            workdir: &task.workdir,
+            outputs: &outputs,
+            env: self.task_env(task).into_iter().collect(),
+            image: &tc.image,
+            image_id,
+            network: task.network,
+            inputs: &root,
+        });
+        let recipe = KeyRecipe {
             format: KEY_FORMAT,
             task: task.name.clone(),
             run: task.run.clone(),
             workdir: task.workdir.clone(),
-            outputs: task.outputs.iter().map(|o| o.path.clone()).collect(),
+            outputs,
             network: task.network,
-            toolchain: self.images[&task.toolchain].clone(),
+            image: tc.image.clone(),
+            toolchain: image_id.clone(),
             toolchain_env: tc.env.clone(),
-            env,
-            inputs: inputs.iter().map(|f| f.rel.clone()).zip(digests).collect(),
-            deps,
-        }
+            env: declared
+                .into_iter()
+                .map(|(k, v)| {
+                    let h = v.map(|v| env_value_hash(&k, &v));
+                    (k, h)
+                })
+                .collect(),
+            inputs,
+            deps: task
+                .deps
+                .iter()
+                .map(|d| {
+                    let hash = dep_outputs.get(d).map(manifest_hash).unwrap_or_default();
+                    (d.clone(), hash)
+                })
+                .collect(),
+            key: action.key(),
+        };
+        (recipe, Arc::new(action))
     }
 
     /// The environment of a task: its toolchain's, then the host variables it declares.

@@ -31,6 +31,8 @@ pub struct TaskOutcome {
     /// When it began, after the build began.
     pub began: Duration,
     pub result: CacheResult,
+    /// Which tier answered a hit: "local" or "remote".
+    pub tier: Option<&'static str>,
     pub key: Option<TaskKey>,
     /// The task's outputs as they now are in the workspace (cached modes only).
     pub outputs: Manifest,
@@ -63,6 +65,7 @@ impl TaskOutcome {
             index: 0,
             began,
             result: CacheResult::Ran,
+            tier: None,
             key: None,
             outputs: Manifest::new(),
             key_time: Duration::ZERO,
@@ -195,7 +198,10 @@ fn task_json(name: &str, state: &TaskState) -> serde_json::Value {
     let mut v = json!({ "task": name, "status": state.label() });
     match state {
         TaskState::Done(o) => {
-            v["key"] = json!(o.key.as_ref().map(|k| k.0.clone()));
+            v["key"] = json!(o.key.as_ref().map(|k| k.hash.clone()));
+            if let Some(tier) = o.tier {
+                v["tier"] = json!(tier);
+            }
             v["cache"] = json!(match o.result {
                 CacheResult::UpToDate | CacheResult::Restored => "hit",
                 CacheResult::Built => "miss",
@@ -214,6 +220,9 @@ fn task_json(name: &str, state: &TaskState) -> serde_json::Value {
                 "wait": ms(o.wait),
             });
             v["started_ms"] = json!(ms(o.began));
+            if let Some(w) = &o.run.worker {
+                v["worker"] = json!(w);
+            }
         }
         TaskState::Failed(e) => v["error"] = json!(e),
         _ => {}

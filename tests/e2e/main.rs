@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `flamenco-build` binary against the real Docker engine.
-//! They fail, never skip, when no engine answers.
+//! They fail, never skip, when no engine answers (or, for the remote-cache tests, a server is missing).
 
+mod servers;
 mod support;
 
 mod boundary_archive;
@@ -13,5 +14,9 @@ mod dockerfile_dev;
 mod faults;
 mod parallel;
 mod reliability;
+mod remote_cache;
 mod remote_engine;
+mod remote_exec;
+mod remote_exec_client;
+mod servers_smoke;
 mod workflow;

@@ -145,11 +145,14 @@ fn the_first_failure_cancels_the_rest() {
         "{}",
         r.stderr
     );
-    assert!(
-        r.stderr.contains("failed: broken; cancelled: slow"),
-        "{}",
-        r.stderr
-    );
+    // Under load `fine` may finish before `broken` fails and `after-fine` be cancelled too:
+    // the line names the failure first, then what was cancelled, slow among it.
+    let line = r
+        .stderr
+        .lines()
+        .find(|l| l.contains("failed: broken; cancelled: "))
+        .unwrap_or_else(|| panic!("{}", r.stderr));
+    assert!(line.contains("slow"), "{line}");
     assert!(r.stderr.contains("broken| giving up"), "{}", r.stderr);
     assert!(
         p.labels.containers().is_empty(),

@@ -3,6 +3,7 @@
 //! order of the sections, and reported at once.
 
 mod paths;
+mod remote;
 mod settings;
 mod tasks;
 mod toolchains;
@@ -45,6 +46,7 @@ pub(super) fn validate(
         cache_inside: Vec::new(),
     };
     let settings = settings::settings(&mut check, file.settings.unwrap_or_default(), &root);
+    let remote = remote::remote(&mut check, file.remote.unwrap_or_default());
     let toolchains = toolchains::toolchains(&mut check, file.toolchains);
     let tasks = tasks::tasks(&mut check, file.tasks, &toolchains);
     paths::output_conflicts(&mut check, &tasks);
@@ -60,6 +62,7 @@ pub(super) fn validate(
         source,
         builtin,
         settings,
+        remote,
         toolchains,
         tasks: tasks.into_iter().map(|(k, (t, _))| (k, t)).collect(),
         all_outputs: Default::default(),

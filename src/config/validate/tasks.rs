@@ -65,6 +65,7 @@ fn task(
         outputs: outputs.iter().map(|(o, _)| o.clone()).collect(),
         env,
         network: task.network,
+        local_only: task.local_only,
         memory,
         cpus,
         span: Some(task_span),

@@ -54,6 +54,17 @@ impl DockerEngine {
     pub async fn connect(run_id: &str, extra_labels: &[(String, String)]) -> Result<DockerEngine> {
         let host =
             std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+        DockerEngine::connect_to(&host, run_id, extra_labels)
+    }
+
+    /// Connects to the engine at `host` (`unix://PATH` or `tcp://HOST:PORT`), whatever
+    /// DOCKER_HOST says: a worker names its engine on its command line.
+    pub fn connect_to(
+        host: &str,
+        run_id: &str,
+        extra_labels: &[(String, String)],
+    ) -> Result<DockerEngine> {
+        let host = host.to_string();
         let docker = client(&host)?;
         let mut labels: HashMap<String, String> = extra_labels.iter().cloned().collect();
         labels.insert(LABEL_ROOT.into(), "1".into());
