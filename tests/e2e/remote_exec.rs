@@ -29,6 +29,7 @@ impl Worker {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_flamenco-build"));
         cmd.args(["worker", "--server", &grid.url(), "--bot-id", id])
             .args(["--engine", engine, "--grace", "60"])
+            .args(["--cache-volume", &volume_of(id)])
             .env("FLAMENCO_BUILD_LOG", "flamenco_build=debug");
         let process = Process::spawn("worker", cmd, &dir.path().join("worker.log"));
         Worker {
@@ -51,6 +52,27 @@ impl Worker {
 
     fn process_id(&self) -> i32 {
         self.process.id() as i32
+    }
+}
+
+/// The test's own cache volume for worker `id` (removed with the worker).
+fn volume_of(id: &str) -> String {
+    format!("fbtest-worker-{id}-{}", std::process::id())
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.process.kill();
+        let _ = Command::new("docker")
+            .args([
+                "-H",
+                &self.engine,
+                "volume",
+                "rm",
+                "-f",
+                &volume_of(&self.id),
+            ])
+            .output();
     }
 }
 

@@ -12,19 +12,23 @@ use crate::support::{Project, require_toolchain_images};
 struct Worker {
     child: Child,
     log: tempfile::NamedTempFile,
+    volume: String,
 }
 
 impl Worker {
     fn start(grid: &BuildGrid, id: &str) -> Worker {
         let log = tempfile::NamedTempFile::new().unwrap();
+        // The test's own cache volume, removed with the worker.
+        let volume = format!("fbtest-worker-{id}-{}", std::process::id());
         let child = Command::new(env!("CARGO_BIN_EXE_flamenco-build"))
             .args(["worker", "--server", &grid.url(), "--bot-id", id])
+            .args(["--cache-volume", &volume])
             .env("FLAMENCO_BUILD_LOG", "flamenco_build=debug")
             .stdout(log.reopen().unwrap())
             .stderr(Stdio::from(log.reopen().unwrap()))
             .spawn()
             .expect("start the worker");
-        Worker { child, log }
+        Worker { child, log, volume }
     }
 
     fn log(&self) -> String {
@@ -36,6 +40,9 @@ impl Drop for Worker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = Command::new("docker")
+            .args(["volume", "rm", "-f", &self.volume])
+            .output();
     }
 }
 
