@@ -329,7 +329,8 @@ impl Cache {
     /// a CI runner that keeps its local cache still fills the shared one. `files` holds the
     /// outputs (the workspace, once they are in place).
     pub async fn share(&self, task: &str, recipe: &KeyRecipe, hit: &Hit, files: &Path) {
-        if !hit.is_local() {
+        // On the no-change path with no upload tier: nothing to clone, nothing to ask.
+        if !hit.is_local() || !self.writes.iter().skip(1).any(|w| *w) {
             return;
         }
         let key = recipe.key();

@@ -59,15 +59,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         let Some(mode) = &self.cache else {
             return Ok("would run (`build` always runs)".to_string());
         };
-        let (ctx, stat_cache, name) = (self.clone(), mode.stat_cache.clone(), task.name.clone());
-        let (inputs, digests) = off_async_workers(&task.name, move || {
-            let inputs = ctx.task_inputs(ctx.task(&name))?;
-            let digests = stat_cache
-                .digest_all(&inputs)
-                .map_err(Error::io("cannot hash the inputs of", name.as_str()))?;
-            Ok((inputs, digests))
-        })
-        .await?;
+        let (inputs, digests) = self.read_inputs(mode, task).await?;
         let (recipe, _) = self.recipe(task, &inputs, digests, outputs);
         let key = recipe.key();
         let (root, outs, stat_cache) = (

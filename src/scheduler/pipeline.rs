@@ -147,16 +147,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
                 (s.inputs, s.digests, Some(s.outputs))
             }
             None => {
-                let (ctx, stat_cache, name) =
-                    (self.clone(), mode.stat_cache.clone(), task.name.clone());
-                let (inputs, digests) = off_async_workers(&task.name, move || {
-                    let inputs = ctx.task_inputs(ctx.task(&name))?;
-                    let digests = stat_cache
-                        .digest_all(&inputs)
-                        .map_err(Error::io("cannot hash the inputs of", name.as_str()))?;
-                    Ok((inputs, digests))
-                })
-                .await?;
+                let (inputs, digests) = self.read_inputs(mode, task).await?;
                 (inputs, digests, None)
             }
         };
@@ -167,6 +158,23 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
             action,
             here,
         })
+    }
+
+    /// A task's input files and their digests, read now on the blocking pool.
+    pub(crate) async fn read_inputs(
+        self: &Arc<Self>,
+        mode: &CacheMode,
+        task: &Task,
+    ) -> Result<(Vec<InputFile>, Vec<crate::fingerprint::FileDigest>)> {
+        let (ctx, stat_cache, name) = (self.clone(), mode.stat_cache.clone(), task.name.clone());
+        off_async_workers(&task.name, move || {
+            let inputs = ctx.task_inputs(ctx.task(&name))?;
+            let digests = stat_cache
+                .digest_all(&inputs)
+                .map_err(Error::io("cannot hash the inputs of", name.as_str()))?;
+            Ok((inputs, digests))
+        })
+        .await
     }
 
     /// Answers the task from the cache when its key hits: up to date, or restored (a corrupt
