@@ -25,6 +25,20 @@ PIP_PINS=(
 )
 APT_PACKAGES=(nginx-extras redis-server postgresql)
 
+# apt-get that waits for another apt (an unattended upgrade, a parallel script) instead of failing
+# on its lock: dpkg's lock through DPkg::Lock::Timeout, the lists lock (`update`) by retrying.
+apt_get() {
+  local err tries=0
+  err="$(mktemp)"
+  until apt-get -o DPkg::Lock::Timeout=600 "$@" 2>"$err"; do
+    if grep -q 'Could not get lock' "$err" && [ "$tries" -lt 120 ]; then
+      tries=$((tries + 1)); sleep 5; continue
+    fi
+    cat "$err" >&2; rm -f "$err"; return 1
+  done
+  cat "$err" >&2; rm -f "$err"
+}
+
 fail() {
   echo "scripts/test-servers.sh: $*" >&2
   exit 1
@@ -47,8 +61,8 @@ install_debian_servers() {
   say "installing Debian packages: ${APT_PACKAGES[*]}"
   [ "$(id -u)" = 0 ] || fail "installing ${APT_PACKAGES[*]} needs root (apt-get); run as root or install them"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2 || fail "apt-get update failed"
-  apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >&2 \
+  apt_get update -qq >&2 || fail "apt-get update failed"
+  apt_get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >&2 \
     || fail "apt-get install ${APT_PACKAGES[*]} failed"
   debian_servers_present || fail "after apt-get install, nginx (with $NGINX_DAV_MODULE), redis-server or initdb is still missing"
 }
@@ -61,7 +75,7 @@ find_python() {
   fi
   if [ -z "$py" ] && [ "$(id -u)" = 0 ]; then
     say "installing Debian packages: python3.11 python3.11-venv"
-    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    apt_get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt_get install -y -qq \
       --no-install-recommends python3.11 python3.11-venv >&2 || fail "apt-get install python3.11 failed"
     py=/usr/bin/python3.11
   fi

@@ -143,6 +143,20 @@ fast_path() {
   report "$key" cached
 }
 
+# apt-get that waits for another apt (an unattended upgrade, a parallel script) instead of failing
+# on its lock: dpkg's lock through DPkg::Lock::Timeout, the lists lock (`update`) by retrying.
+apt_get() {
+  local err tries=0
+  err="$(mktemp)"
+  until apt-get -o DPkg::Lock::Timeout=600 "$@" 2>"$err"; do
+    if grep -q 'Could not get lock' "$err" && [ "$tries" -lt 120 ]; then
+      tries=$((tries + 1)); sleep 5; continue
+    fi
+    cat "$err" >&2; rm -f "$err"; return 1
+  done
+  cat "$err" >&2; rm -f "$err"
+}
+
 need_root() { [ "$(id -u)" = 0 ] || die "$1 needs root"; }
 
 build_base() {
@@ -151,7 +165,7 @@ build_base() {
   if ! command -v debootstrap >/dev/null; then
     need_root "installing debootstrap"
     log "installing debootstrap"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+    apt_get update -qq && DEBIAN_FRONTEND=noninteractive apt_get install -y -qq debootstrap >/dev/null
   fi
   need_root "debootstrap"
   rootfs="$(mktemp -d "${TMPDIR:-/var/tmp}/flamenco-debootstrap.XXXXXX")"
@@ -202,7 +216,7 @@ download_wheels() {
   elif command -v pip3 >/dev/null; then pip=(pip3)
   else
     need_root "installing python3-pip"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip >/dev/null
+    apt_get update -qq && DEBIAN_FRONTEND=noninteractive apt_get install -y -qq python3-pip >/dev/null
     pip=(python3 -m pip)
   fi
   mkdir -p "$WHEELS_DIR"
