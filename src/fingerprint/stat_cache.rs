@@ -143,23 +143,21 @@ impl StatCache {
                     out.push(Some(FileDigest::folder(stat.mode)));
                     continue;
                 }
-                let file = InputFile {
-                    kind: match &f.kind {
-                        FileKind::File { .. } => FileKind::File {
-                            executable: stat.mode & 0o111 != 0,
-                            size: stat.size,
-                        },
-                        k => k.clone(),
+                let kind = match &f.kind {
+                    FileKind::File { .. } => FileKind::File {
+                        executable: stat.mode & 0o111 != 0,
+                        size: stat.size,
                     },
-                    ..f.clone()
+                    k => k.clone(),
                 };
                 match entries.get(f.abs.to_string_lossy().as_ref()) {
+                    // A hit (every file of a no-change build) copies no path.
                     Some((s, h)) if !self.paranoid && *s == stat => {
-                        out.push(Some(FileDigest::of(&file, h.clone())))
+                        out.push(Some(FileDigest::of_kind(&kind, h.clone())))
                     }
                     _ => {
                         out.push(None);
-                        todo.push((i, file, stat));
+                        todo.push((i, InputFile { kind, ..f.clone() }, stat));
                     }
                 }
             }
