@@ -89,10 +89,18 @@ impl Cli {
             .build()
             .map_err(Error::Runtime)?;
         let result = runtime.block_on(self.run());
-        if matches!(result, Err(Error::Interrupted { .. })) {
+        match &result {
             // Blocking work of the dropped build (a restore stops at its next file) gets a
             // moment to wind down and clean up; the process is exiting either way.
-            runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+            Err(Error::Interrupted { .. }) => {
+                runtime.shutdown_timeout(std::time::Duration::from_millis(500))
+            }
+            // Everything the command started has been awaited: the process exits without first
+            // waking and joining every idle thread of the runtime (a quarter of a millisecond of
+            // a no-change build).
+            Ok(()) => runtime.shutdown_background(),
+            // Dropped: waits for blocking work still under way (a cancelled task's extraction).
+            Err(_) => drop(runtime),
         }
         result
     }

@@ -167,12 +167,15 @@ impl InputSet {
 
     /// Whether a folder may hold inputs, so a walk can skip the ones that cannot.
     pub fn may_contain(&self, rel_dir: &str) -> bool {
-        self.roots.iter().any(|r| {
-            r.is_empty()
-                || rel_dir == r
-                || rel_dir.starts_with(&format!("{r}/"))
-                || r.starts_with(&format!("{rel_dir}/"))
-        })
+        // Asked for every folder a walk meets: no allocation.
+        let below = |path: &str, folder: &str| {
+            path.len() > folder.len()
+                && path.starts_with(folder)
+                && path.as_bytes()[folder.len()] == b'/'
+        };
+        self.roots
+            .iter()
+            .any(|r| r.is_empty() || rel_dir == r || below(rel_dir, r) || below(r, rel_dir))
     }
 
     /// The folders (or files) below which all inputs lie; "" means the whole root.

@@ -39,7 +39,12 @@ pub fn output_mode(mode: u32, dir: bool) -> u32 {
 impl FileDigest {
     /// The digest of `file` with the content hash given.
     pub fn of(file: &InputFile, sha256: String) -> FileDigest {
-        match &file.kind {
+        FileDigest::of_kind(&file.kind, sha256)
+    }
+
+    /// The digest of a file of `kind` with the content hash given.
+    pub fn of_kind(kind: &FileKind, sha256: String) -> FileDigest {
+        match kind {
             FileKind::File { executable, size } => FileDigest {
                 sha256,
                 size: *size,

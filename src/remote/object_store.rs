@@ -15,14 +15,19 @@ use super::kv::{ByteStream, KvBackend};
 use super::userinfo::{Credentials, UrlParts};
 use super::{RemoteError, RemoteSettings, redact};
 
-/// Multipart uploads go in parts of this size (S3's minimum part is 5 MiB); a smaller object goes
-/// up in one request.
-const CHUNK: usize = 8 * 1024 * 1024;
+/// Multipart uploads go in parts of this size, S3's minimum part (the writer holds about two: one
+/// filling, one on the wire; 8 MiB parts put a 200 MB upload over its 50 MB of RSS); a smaller
+/// object goes up in one request.
+const CHUNK: usize = 5 * 1024 * 1024;
+/// S3 takes at most this many parts: a blob too big for that many 5 MiB parts (48.8 GiB) goes up
+/// in larger ones.
+const MAX_PARTS: u64 = 10_000;
 /// A file is read and handed to the writer in pieces of this size: memory stays flat.
 const PIECE: usize = 1024 * 1024;
-/// What the uploads in flight may hold in memory together, in KiB: one multipart upload (three
-/// chunks: one filling, one waiting, one on the wire) and a few small objects.
-const MEMORY_KIB: u32 = 32 * 1024;
+/// What the uploads in flight may hold in memory together, in KiB: one multipart upload (counted
+/// as three chunks: one filling, one waiting, one on the wire) and a few small objects; never two
+/// multipart uploads at once.
+const MEMORY_KIB: u32 = 20 * 1024;
 /// Redis takes a value in one command that must be answered within redis-rs's fixed 500 ms, and
 /// the value is held whole (and copied) on the way: larger blobs are not stored there.
 const REDIS_MAX_OBJECT: u64 = 32 * 1024 * 1024;
@@ -107,7 +112,7 @@ impl OpendalBackend {
     fn memory_kib(&self, size: u64) -> u32 {
         let held = match self.whole_values {
             true => size,
-            false => size.min(CHUNK as u64),
+            false => size.min(chunk_for(size) as u64),
         };
         (held.saturating_mul(3) / 1024).clamp(1, MEMORY_KIB as u64) as u32
     }
@@ -347,6 +352,13 @@ fn shorten(mut text: String, max: usize) -> String {
     text
 }
 
+/// The part size for a blob of `size` bytes: [`CHUNK`], or more when it would need more than
+/// [`MAX_PARTS`] parts.
+fn chunk_for(size: u64) -> usize {
+    let needed = size.div_ceil(MAX_PARTS);
+    (needed as usize).max(CHUNK)
+}
+
 /// Why an upload failed: the local file, or the store.
 enum Upload {
     Local(String),
@@ -444,7 +456,7 @@ impl KvBackend for OpendalBackend {
         }
         let _memory = self.memory.acquire_many(self.memory_kib(size)).await;
         let upload = async {
-            let mut writer = self.op.writer_with(name).chunk(CHUNK).await?;
+            let mut writer = self.op.writer_with(name).chunk(chunk_for(size)).await?;
             if let Err(e) = send_file(&mut writer, file, size).await {
                 // Drops the parts of a multipart upload already sent.
                 let _ = writer.abort().await;
@@ -627,7 +639,10 @@ mod tests {
     async fn uploads_share_a_memory_budget_and_redis_takes_no_huge_value() {
         let s3 = OpendalBackend::new(&settings("s3://b/p")).unwrap();
         assert_eq!(s3.memory_kib(1000), 2);
-        assert_eq!(s3.memory_kib(200_000_000), 3 * 8 * 1024);
+        assert_eq!(s3.memory_kib(200_000_000), 3 * 5 * 1024);
+        assert_eq!(chunk_for(200_000_000), 5 * 1024 * 1024);
+        let huge = 60 << 30;
+        assert!(chunk_for(huge) as u64 * MAX_PARTS >= huge);
         let redis = OpendalBackend::new(&settings("redis://127.0.0.1:1/0")).unwrap();
         assert_eq!(redis.memory_kib(4 << 20), 3 * 4 * 1024);
         assert_eq!(redis.memory_kib(30 << 20), MEMORY_KIB);

@@ -140,6 +140,50 @@ fn two_machines_share_the_cache_over_s3() {
     two_machines(&remote, &server.env(), None);
 }
 
+/// A blob bigger than two multipart parts (5 MiB each) goes up to S3 in parts and comes back
+/// whole on another clone.
+#[test]
+fn a_blob_of_several_parts_goes_through_s3_and_back() {
+    ensure_installed();
+    require_toolchain_images();
+    let server = S3::start();
+    let tasks = format!(
+        r#"[tasks.big]
+toolchain = "go"
+run = "mkdir -p out && head -c 12000000 /dev/urandom > out/big.bin"
+outputs = ["out"]
+
+[remote]
+cache = "{}"
+s3_endpoint = "{}"
+s3_region = "us-east-1"
+"#,
+        server.url(),
+        server.endpoint()
+    );
+    let env = server.env();
+    let a = Project::tiny(&tasks);
+    let mut cmd = a.build_cmd(&["build-optimized", "--remote-upload"]);
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    let up = crate::support::Run::from(cmd.output().unwrap()).json().ok();
+    assert!(warnings(&up).is_empty(), "{}", up.run.stderr);
+    assert!(up.summary["remote"]["bytes_up"].as_u64().unwrap() >= 12_000_000);
+    let b = Project::tiny(&tasks);
+    let mut cmd = b.build_cmd(&["build-optimized"]);
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    let got = crate::support::Run::from(cmd.output().unwrap()).json().ok();
+    assert_eq!(got.tasks(), [("big", "restored")]);
+    assert_eq!(tier(&got, "big"), "remote");
+    assert!(warnings(&got).is_empty(), "{}", got.run.stderr);
+    let read = |p: &Project| std::fs::read(p.path().join("out/big.bin")).unwrap();
+    let (sent, back) = (read(&a), read(&b));
+    assert_eq!(sent.len(), 12_000_000);
+    assert!(
+        sent == back,
+        "the restored blob differs from the uploaded one"
+    );
+}
+
 #[test]
 fn two_machines_share_the_cache_over_redis() {
     ensure_installed();
