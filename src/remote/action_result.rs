@@ -299,6 +299,43 @@ mod tests {
     }
 
     #[test]
+    fn a_foreign_result_with_a_tree_reads_as_one_record() {
+        use crate::fingerprint::action::digest_of;
+        let dir = re::Directory {
+            files: vec![re::FileNode {
+                name: "b".into(),
+                digest: Some(digest_of(b"bb")),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let tree = re::Tree {
+            root: Some(dir),
+            children: vec![],
+        }
+        .encode_to_vec();
+        let tree_digest = digest_of(&tree);
+        let trees: Trees = [(tree_digest.hash.clone(), tree)].into();
+        let mut result = re::ActionResult {
+            output_files: vec![output_file("o/a", &record().outputs["o/a"])],
+            output_directories: vec![re::OutputDirectory {
+                path: "o/d".into(),
+                tree_digest: Some(tree_digest),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let r = from_action_result(result.clone(), &key(), None, &trees).unwrap();
+        let paths: Vec<&str> = r.outputs.keys().map(String::as_str).collect();
+        assert_eq!(paths, ["o/a", "o/d", "o/d/b"]);
+        assert!(r.outputs["o/d"].dir && r.image_id.is_empty());
+        result.output_directories[0].path = "o".into();
+        result.output_files[0].path = "o/b".into();
+        let err = from_action_result(result, &key(), None, &trees).unwrap_err();
+        assert!(err.contains("twice"), "{err}");
+    }
+
+    #[test]
     fn garbage_and_bad_digests_are_refused() {
         assert!(decode(b"\xff\xff\xff").is_err());
         let mut r = to_action_result(&record(), &key(), "", None);
