@@ -205,6 +205,113 @@ mod tests {
         assert_eq!(stage_line(None, "", s), None);
     }
 
+    /// A ByteStream server whose every read is a log stream, sent in awkward chunks.
+    struct LogServer;
+
+    type Chunks = std::pin::Pin<
+        Box<
+            dyn futures_util::Stream<
+                    Item = Result<
+                        bazel_remote_apis::google::bytestream::ReadResponse,
+                        tonic::Status,
+                    >,
+                > + Send,
+        >,
+    >;
+
+    #[async_trait::async_trait]
+    impl bazel_remote_apis::google::bytestream::byte_stream_server::ByteStream for LogServer {
+        type ReadStream = Chunks;
+
+        async fn read(
+            &self,
+            request: tonic::Request<ReadRequest>,
+        ) -> Result<tonic::Response<Chunks>, tonic::Status> {
+            if request.get_ref().resource_name != "logs/stdout" {
+                return Err(tonic::Status::not_found("no such stream"));
+            }
+            let chunks = [&b"compiling\nlin"[..], b"king\n", b"done"].map(|c| {
+                Ok(bazel_remote_apis::google::bytestream::ReadResponse { data: c.to_vec() })
+            });
+            Ok(tonic::Response::new(Box::pin(futures_util::stream::iter(
+                chunks,
+            ))))
+        }
+
+        async fn write(
+            &self,
+            _: tonic::Request<
+                tonic::Streaming<bazel_remote_apis::google::bytestream::WriteRequest>,
+            >,
+        ) -> Result<
+            tonic::Response<bazel_remote_apis::google::bytestream::WriteResponse>,
+            tonic::Status,
+        > {
+            Err(tonic::Status::unimplemented("read only"))
+        }
+
+        async fn query_write_status(
+            &self,
+            _: tonic::Request<bazel_remote_apis::google::bytestream::QueryWriteStatusRequest>,
+        ) -> Result<
+            tonic::Response<bazel_remote_apis::google::bytestream::QueryWriteStatusResponse>,
+            tonic::Status,
+        > {
+            Err(tonic::Status::unimplemented("read only"))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_named_log_stream_is_shown_as_it_comes_and_a_missing_one_is_not_counted() {
+        use bazel_remote_apis::google::bytestream::byte_stream_server::ByteStreamServer;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let incoming = futures_util::stream::unfold(listener, |l| async move {
+            Some((l.accept().await.map(|(s, _)| s), l))
+        });
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(ByteStreamServer::new(LogServer))
+                .serve_with_incoming(incoming),
+        );
+        let settings = crate::remote::RemoteSettings {
+            cache: format!("grpc://127.0.0.1:{port}"),
+            instance: String::new(),
+            upload: false,
+            timeout: Duration::from_secs(5),
+            headers: Vec::new(),
+            sign_key: None,
+            s3_endpoint: None,
+            s3_region: None,
+        };
+        let storage = GrpcStorage::connect(&settings).unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let sink = lines.clone();
+        let log: LogSink = std::sync::Arc::new(move |l: &str| sink.lock().unwrap().push(l.into()));
+        let mut watch = Watch::new(log, "grpc://engine");
+        let meta = re::ExecuteOperationMetadata {
+            stage: Stage::Executing as i32,
+            stdout_stream_name: "logs/stdout".into(),
+            stderr_stream_name: "logs/gone".into(),
+            ..Default::default()
+        };
+        watch.update(&meta, &storage);
+        watch.update(&meta, &storage); // the same names again: read once
+        let streamed = watch.finish().await;
+        assert_eq!(
+            streamed,
+            Streamed {
+                stdout: true,
+                stderr: false
+            },
+            "stderr could not be read: it comes from the result"
+        );
+        assert_eq!(
+            *lines.lock().unwrap(),
+            ["remote: executing", "compiling", "linking", "done"]
+        );
+    }
+
     #[test]
     fn chunks_become_lines_whatever_their_cuts() {
         let mut got = Vec::new();
