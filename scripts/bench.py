@@ -12,6 +12,11 @@ the same run, with N runs per scenario and both tools alternating:
   remote      flamenco-build only: a fresh clone of the fixture (empty local cache) restoring every task
               from a warm remote cache, BuildGrid (gRPC) and nginx (HTTP) on loopback, against the same
               clone's cold build and its local-cache restore; runs after the others
+  remote-exec flamenco-build only: `--executor remote` through BuildGrid (scheduler in PostgreSQL) and
+              `flamenco-build worker`s on this machine's engine: a trivial task's overhead against the
+              local Docker executor (a fresh key each run), and examples/flamenco-mini's cold build
+              through one and two workers against a local cold build; no speed-up is expected on one
+              machine: it reports the figures, the ratios and where the time goes
 
 and prints the medians, the ratios flamenco-build / BuildKit against their targets, the containers
 flamenco-build created, the RUN steps BuildKit executed, flamenco-build's peak RSS, a comparison of the
@@ -20,7 +25,7 @@ per server the remote-restore, local-restore and cold medians, remote / cold (go
 the bytes and calls of the remote tier, and where the time goes (from a `--trace` of one remote restore).
 
 Usage: scripts/bench.py [--runs N] [--scale S] [--mode MODE] [--keep] [--json FILE] [--bin PATH]
-                        [--micro-runs N] [--dockerfile-as-is] [--scenario NAME ...]
+                        [--micro-runs N] [--dockerfile-as-is] [--scenario NAME ...] [--exec-cold-runs N]
 Needs: the toolchain images (scripts/toolchain-images.sh), a Docker engine; installs the buildx plugin
 (scripts/install-buildx.sh) if missing, and for `remote` the test servers (scripts/test-servers.sh: Debian's
 nginx-extras, BuildGrid in target/test-servers/venv). Never run it next to another build: it measures wall
@@ -64,6 +69,8 @@ TARGETS = {
     "cold": (0.8, None),
     # remote restore / flamenco-build's cold build (not BuildKit: the remote scenario runs only flamenco-build)
     "remote": (0.1, None),
+    # no target: figures only (one machine's engine runs local and remote tasks alike)
+    "remote-exec": (None, None),
 }
 TITLES = {
     "no-change": "no change (warm)",
@@ -71,6 +78,7 @@ TITLES = {
     "css": "one webapp CSS file",
     "cold": "cold (toolchain caches warm)",
     "remote": "remote restore",
+    "remote-exec": "remote execution",
 }
 # The scenarios that compare with BuildKit; `remote` is flamenco-build against itself.
 BUILDKIT_SCENARIOS = ("no-change", "go-worker", "css", "cold")
@@ -197,7 +205,8 @@ class Server:
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(cmd, cwd=self.dir, stdin=subprocess.DEVNULL, stdout=out,
                                          stderr=subprocess.STDOUT, start_new_session=True,
-                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                         env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env()},
+                                         **self.popen_user())
         while not self.ready():
             if self.proc.poll() is not None:
                 raise Failure(f"{self.name} exited while starting (exit {self.proc.returncode}):\n{self.tails()}")
@@ -225,6 +234,14 @@ class Server:
 
     def tails(self):
         return f"--- {self.log_path.name}\n{tail(self.log_path)}"
+
+    def env(self):
+        """Variables the server gets beyond ours."""
+        return {}
+
+    def popen_user(self):
+        """Popen's user/group when the server must not run as root."""
+        return {}
 
     def accepts(self):
         try:
@@ -324,6 +341,122 @@ class NginxServer(Server):
         return {"calls": calls, "bytes_down": down, "methods": methods}
 
 
+# ---- the engine and workers of the remote-exec scenario (as tests/e2e/servers/postgres.rs, buildgrid.rs) ---
+def pg_bin():
+    """Debian's newest installed PostgreSQL: /usr/lib/postgresql/<version>/bin."""
+    root = Path("/usr/lib/postgresql")
+    found = sorted((int(p.name), p / "bin") for p in root.iterdir()
+                   if p.name.isdigit() and (p / "bin" / "initdb").exists()) if root.is_dir() else []
+    if not found:
+        raise Failure("PostgreSQL is not installed (scripts/test-servers.sh installs it)")
+    return found[-1][1]
+
+
+class PostgresServer(Server):
+    """A throwaway PostgreSQL cluster on loopback (trust auth, no fsync) for BuildGrid's scheduler; as
+    root it runs as `postgres` (initdb and postgres refuse root)."""
+
+    name, key = "PostgreSQL", "postgres"
+    databases = 0
+
+    def start(self):
+        import pwd
+        self.bin = pg_bin()
+        self.user = None
+        if os.geteuid() == 0:
+            self.user = next((u for u in (self.lookup(pwd, n) for n in ("postgres", "nobody")) if u), None)
+            if self.user is None:
+                raise Failure("neither a postgres nor a nobody user to run PostgreSQL as")
+        os.chmod(self.dir, 0o755)
+        if self.user:
+            os.chown(self.dir, self.user.pw_uid, self.user.pw_gid)
+        self.data = self.dir / "data"
+        r = subprocess.run([str(self.bin / "initdb"), "-D", str(self.data), "-U", "bgd", "--auth=trust", "-E", "UTF8",
+                            "--no-sync"], cwd=self.dir, capture_output=True, text=True, **self.popen_user())
+        if r.returncode:
+            raise Failure(f"initdb failed:\n{r.stdout}{r.stderr}")
+        super().start()
+
+    @staticmethod
+    def lookup(pwd, name):
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            return None
+
+    def popen_user(self):
+        return {"user": self.user.pw_uid, "group": self.user.pw_gid} if getattr(self, "user", None) else {}
+
+    def command(self):
+        cmd = [str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port),
+               "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.dir}"]
+        for setting in ("fsync=off", "full_page_writes=off", "synchronous_commit=off"):
+            cmd += ["-c", setting]
+        return cmd
+
+    def ready(self):
+        return sh([str(self.bin / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)],
+                  check=False).returncode == 0
+
+    def new_database(self):
+        """A fresh database with BuildGrid's schema: its connection string (psycopg2, see buildgrid-exec.yml)."""
+        self.databases += 1
+        db = f"bgd{self.databases}"
+        sh([str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "bgd", db])
+        url = f"postgresql+psycopg2://bgd@127.0.0.1:{self.port}/{db}"
+        sh([str(VENV / "bin" / "bgd"), "migrate", "apply", url])
+        return url
+
+
+class BuildGridExecServer(BuildGridServer):
+    """BuildGrid 0.4.4 with the Execution and Bots services, its scheduler in PostgreSQL (a fresh database
+    each: the in-memory action cache starts empty too, so every build executes)."""
+
+    name, key = "BuildGrid (execution)", "buildgrid-exec"
+
+    def __init__(self, sql):
+        self.sql = sql
+        super().__init__()
+
+    def command(self):
+        text = (SERVERS_DIR / "buildgrid-exec.yml").read_text() \
+            .replace("@PORT@", str(self.port)).replace("@SQL@", self.sql)
+        conf = self.dir / "buildgrid.yml"
+        conf.write_text(text)
+        return [str(VENV / "bin" / "bgd"), "server", "start", str(conf)]
+
+
+class WorkerProcess(Server):
+    """`flamenco-build worker` on this machine's engine, with a cache volume of its own; ready once its bot
+    session exists. It advertises only the toolchain images (see `--image`)."""
+
+    name, key = "worker", "worker"
+    start_limit = 120.0
+
+    def __init__(self, fb, url, bot, volume):
+        self.fb, self.engine_url, self.bot, self.volume = fb, url, bot, volume
+        super().__init__()
+
+    def command(self):
+        cmd = [str(self.fb), "worker", "--server", self.engine_url, "--bot-id", self.bot,
+               "--cache-volume", self.volume, "--grace", "5"]
+        for image in IMAGES.values():
+            cmd += ["--image", image]
+        return cmd
+
+    def env(self):
+        return {"FLAMENCO_BUILD_LOG": "flamenco_build=debug"}
+
+    def ready(self):
+        return "bot session created" in tail(self.log_path, 200)
+
+    def log_text(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
 def summarise_trace(path, wall_s):
     """Where a build's time went, from its --trace file: the phase spans by phase and the longest ones."""
     events = json.loads(Path(path).read_text())["traceEvents"]
@@ -375,7 +508,7 @@ class Bench:
         self.remote_failed = False
 
     # ---- setup ---------------------------------------------------------------------------------
-    def setup(self, buildkit=True):
+    def setup(self, buildkit=True, fixture=True):
         if buildkit:
             log("ensuring the buildx plugin (scripts/install-buildx.sh)")
             r = subprocess.run([str(REPO / "scripts" / "install-buildx.sh")], stdin=subprocess.DEVNULL)
@@ -408,7 +541,11 @@ class Bench:
         self.has_clean_cache = self.has_subcommand("clean-cache")
         if not self.has_clean_cache:
             self.note("this flamenco-build has no `clean-cache`: cold runs remove FIXTURE/.build-cache instead")
+        self.volume_existed = sh(["docker", "volume", "inspect", VOLUME], check=False).returncode == 0
+        if fixture:
+            self.make_fixture()
 
+    def make_fixture(self):
         log(f"writing the fixture (scale {self.args.scale}) into {self.fixture}")
         sh([sys.executable, str(SHARED_BENCH / "make_fixture.py"), str(self.fixture), str(SPEC.resolve()),
             str(self.args.scale)])
@@ -425,7 +562,6 @@ class Bench:
         sh(git + ["commit", "-q", "-m", "fixture"])
         self.go_file = self.first(self.fixture / "internal" / "worker", ".go")
         self.css_file = self.first(self.fixture / "web" / "app" / "src" / "styles", ".css")
-        self.volume_existed = sh(["docker", "volume", "inspect", VOLUME], check=False).returncode == 0
 
     def dockerfile(self):
         """Dockerfile.buildkit; its Go cache mount moved to where the Go image's `go` looks, unless told not to."""
@@ -806,6 +942,188 @@ class Bench:
             "pass": ratio is not None and ratio <= TARGETS["remote"][0] and identical,
         }
 
+    # ---- the remote-exec scenario ----------------------------------------------------------------
+    # --executor remote through BuildGrid and `flamenco-build worker`s on this machine's engine, against
+    # the local Docker executor: a trivial task's overhead, and the example's cold build with 1 and 2 workers.
+    EXEC_PHASES = ("create", "upload", "run", "download", "remove")
+    EXEC_PHASE_NAMES = {"create": "queue", "upload": "upload + input fetch", "run": "run",
+                        "download": "output upload + download", "remove": "engine overhead"}
+
+    def remote_exec(self):
+        rec = self.results["remote_exec"] = {"runs": self.args.runs, "cold_runs": self.args.exec_cold_runs}
+        self.exec_volumes = []
+        try:
+            self.remote_exec_prepare()
+            log("remote-exec: starting PostgreSQL")
+            with PostgresServer() as pg:
+                log(f"  PostgreSQL answers after {fmt_s(pg.startup)}")
+                rec["overhead"] = self.exec_overhead(pg)
+                rec["cold"] = self.exec_cold(pg)
+        except Failure as e:
+            rec["error"] = str(e)
+            self.remote_failed = True
+            log(f"remote-exec scenario FAILED: {e}")
+        finally:
+            for v in self.exec_volumes:
+                sh(["docker", "volume", "rm", "-f", v], check=False)
+
+    def remote_exec_prepare(self):
+        log("remote-exec: ensuring the test servers (scripts/test-servers.sh)")
+        r = subprocess.run([str(REPO / "scripts" / "test-servers.sh")], stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            raise Failure("scripts/test-servers.sh failed: remote-exec needs PostgreSQL and BuildGrid")
+        if "--image" not in sh([str(self.fb), "worker", "--help"], check=False).stdout:
+            raise Failure(f"this flamenco-build ({self.fb_version}) has no `worker --image`")
+
+    def exec_engine(self, pg, workers):
+        """A fresh BuildGrid (its own database, an empty action cache) and `workers` workers, ready."""
+        grid = BuildGridExecServer(pg.new_database())
+        grid.__enter__()
+        started = [grid]
+        try:
+            for i in range(workers):
+                volume = f"{VOLUME}-w{i + 1}"
+                if volume not in self.exec_volumes:
+                    self.exec_volumes.append(volume)
+                w = WorkerProcess(self.fb, grid.url(), f"bench-w{i + 1}", volume)
+                w.__enter__()
+                started.append(w)
+        except BaseException:
+            for srv in reversed(started):
+                srv.stop()
+            raise
+        return started
+
+    @staticmethod
+    def exec_stop(servers):
+        for srv in reversed(servers):
+            srv.stop()
+
+    def exec_args(self, grid):
+        return ["--executor", "remote", "--remote-executor", grid.url()]
+
+    def exec_build(self, d, what, *args):
+        r = self.fb_json(d, *args, what=what)
+        self.expect(r, "built", None, what)
+        tasks = r.summary.get("tasks") or []
+        r.phases = {p: sum(t.get("times_ms", {}).get(p, 0.0) for t in tasks) for p in self.EXEC_PHASES}
+        r.workers = {}
+        for t in tasks:
+            w = t.get("worker") or "local"
+            r.workers[w] = r.workers.get(w, 0) + 1
+        return r
+
+    def exec_project(self):
+        d = self.tmp / "exec-micro"
+        d.mkdir()
+        (d / "flamenco-build.toml").write_text(
+            "# One trivial task whose input changes every run (a fresh key): what one task costs.\n"
+            f'[settings]\ncache_volume = "{VOLUME}"\n\n'
+            f'[toolchains.go]\nimage = "{IMAGES["GO_IMAGE"]}"\n\n'
+            '[tasks.copy]\ntoolchain = "go"\ninputs = ["seed.txt"]\nrun = "cat seed.txt > x"\noutputs = ["x"]\n'
+            '\n[remote]\nqueue_timeout = "120s"\n')
+        (d / "seed.txt").write_text("seed\n")
+        return d
+
+    def exec_overhead(self, pg):
+        n = self.args.runs
+        d = self.exec_project()
+        runs = {"local": [], "remote": []}
+
+        def once(kind, extra):
+            (d / "seed.txt").write_text(uuid.uuid4().hex + "\n")
+            return self.exec_build(d, f"a trivial task ({kind})", *extra)
+
+        log(f"remote-exec: a trivial task (`cat seed.txt > x`, a fresh key each run), {n} runs each way")
+        servers = self.exec_engine(pg, 1)
+        try:
+            grid = servers[0]
+            once("local", [])  # warm-up of both, not measured
+            once("remote", self.exec_args(grid))
+            for i in range(n):
+                for kind in (("local", "remote") if i % 2 == 0 else ("remote", "local")):
+                    runs[kind].append(once(kind, self.exec_args(grid) if kind == "remote" else []))
+                log(f"  run {i + 1}: local {fmt_s(runs['local'][-1].wall)}, remote {fmt_s(runs['remote'][-1].wall)}")
+            worker_log = servers[1].log_text()
+        finally:
+            self.exec_stop(servers)
+        out = {kind: self.exec_summary(rs) for kind, rs in runs.items()}
+        loc, rem = out["local"]["median_s"], out["remote"]["median_s"]
+        out["ratio"] = rem / loc if loc else None
+        out["overhead_ms"] = (rem - loc) * 1000
+        unit = {"s": 1000.0, "ms": 1.0, "µs": 0.001}
+        out["worker_ran_ms"] = [float(v) * unit[u] for v, u in
+                                re.findall(r'took=([0-9.]+)(ms|µs|s)\b', worker_log)][-n:]
+        return out
+
+    def exec_summary(self, runs):
+        return {"runs_s": [r.wall for r in runs], "median_s": median([r.wall for r in runs]),
+                "phases_ms": {p: median([r.phases[p] for r in runs]) for p in self.EXEC_PHASES},
+                "workers": [r.workers for r in runs]}
+
+    def exec_example(self):
+        """examples/flamenco-mini in the bench folder (with the toolchain Dockerfiles its paths name), the
+        bench's cache volume, committed."""
+        root = self.tmp / "exec-example"
+        root.mkdir()
+        # What git holds (no outputs, no cache), as committed.
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", "HEAD", "examples/flamenco-mini",
+                                  "dockerfiles/toolchains"], capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
+        d = root / "examples" / "flamenco-mini"
+        text = (d / "flamenco-build.toml").read_text()
+        text = text.replace("[settings]\n", f'[settings]\ncache_volume = "{VOLUME}"\n', 1)
+        (d / "flamenco-build.toml").write_text(text + '\n[remote]\nqueue_timeout = "10m"\n')
+        git = ["git", "-C", str(d), "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
+        sh(git + ["init", "-q"])
+        sh(git + ["add", "-A"])
+        sh(git + ["commit", "-q", "-m", "example"])
+        outputs = sorted({o for t in tomllib.loads(text)["tasks"].values() for o in t.get("outputs", [])})
+        return d, outputs
+
+    @staticmethod
+    def exec_outputs(d, outputs):
+        def digest(rel):
+            p = d / rel
+            return tree_digest(p) if p.is_dir() else file_digest(p)
+        return {o: digest(o) for o in outputs}
+
+    def exec_cold(self, pg):
+        n = self.args.exec_cold_runs
+        d, outputs = self.exec_example()
+        log(f"remote-exec: the example's cold build (clean-cache first), local then 1 and 2 workers, {n} runs each "
+            "after a warm-up of each (toolchain caches warm in every cache volume)")
+        out = {}
+        self.exec_build(d, "the example, local warm-up")
+        local = []
+        for i in range(n):
+            self.clean_cache(d)
+            local.append(self.exec_build(d, "the example's cold build, local"))
+            log(f"  local run {i + 1}: {fmt_s(local[-1].wall)}")
+        reference = self.exec_outputs(d, outputs)
+        out["local"] = self.exec_summary(local)
+        for workers in (1, 2):
+            runs, identical = [], True
+            for i in range(n + 1):
+                servers = self.exec_engine(pg, workers)
+                try:
+                    self.clean_cache(d)
+                    r = self.exec_build(d, f"the example's cold build, {workers} worker(s)",
+                                        *self.exec_args(servers[0]))
+                finally:
+                    self.exec_stop(servers)
+                identical = identical and self.exec_outputs(d, outputs) == reference
+                if i == 0:
+                    log(f"  {workers} worker(s), warm-up: {fmt_s(r.wall)}, tasks per worker {r.workers}")
+                    continue
+                runs.append(r)
+                log(f"  {workers} worker(s), run {i}: {fmt_s(r.wall)}, tasks per worker {r.workers}")
+            summary = self.exec_summary(runs)
+            summary["ratio_to_local"] = summary["median_s"] / out["local"]["median_s"]
+            summary["outputs_identical"] = identical
+            out[f"{workers}w"] = summary
+        return out
+
     # ---- artifacts -------------------------------------------------------------------------------
     def compare_artifacts(self):
         """Both tools last built the same tree; compare what they produced."""
@@ -885,9 +1203,10 @@ class Bench:
             ])
         rows += self.remote_rows()
         widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
-        for r in [head, ["-" * w for w in widths]] + rows:
+        for r in [head, ["-" * w for w in widths]] + rows if rows else []:
             print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
         self.report_remote()
+        self.report_remote_exec()
         m = res.get("micro")
         if m:
             print(f"per-task container overhead (one-task `touch x` graph, `build`, {len(m['runs_s'])} runs): "
@@ -985,6 +1304,41 @@ class Bench:
         if rec.get("error"):
             print(f"remote: FAILED: {rec['error']}")
 
+    def report_remote_exec(self):
+        rec = self.results.get("remote_exec")
+        if not rec:
+            return
+        names = self.EXEC_PHASE_NAMES
+
+        def phases(p):
+            return ", ".join(f"{names[k]} {p[k]:.0f}" for k in self.EXEC_PHASES if p.get(k) is not None) + " ms"
+        o = rec.get("overhead")
+        if o:
+            print(f"remote execution (BuildGrid 0.4.4 + flamenco-build worker on this engine), a trivial task with a "
+                  f"fresh key, {len(o['local']['runs_s'])} runs each: local {fmt_s(o['local']['median_s'])}, remote "
+                  f"{fmt_s(o['remote']['median_s'])}, remote/local {o['ratio']:.2f}, overhead "
+                  f"{o['overhead_ms']:+.0f} ms per task")
+            print(f"  where a remote task's time goes (medians, from --json): {phases(o['remote']['phases_ms'])}")
+            print(f"  the same task locally: container create {o['local']['phases_ms']['create']:.0f}, upload "
+                  f"{o['local']['phases_ms']['upload']:.0f}, run {o['local']['phases_ms']['run']:.0f}, download "
+                  f"{o['local']['phases_ms']['download']:.0f}, remove {o['local']['phases_ms']['remove']:.0f} ms")
+            if o.get("worker_ran_ms"):
+                print(f"  the worker's own run of each lease (its debug log): "
+                      f"median {median(o['worker_ran_ms']):.0f} ms")
+        c = rec.get("cold")
+        if c:
+            print(f"the example's cold build (examples/flamenco-mini, clean-cache, toolchain caches warm), "
+                  f"{len(c['local']['runs_s'])} runs each: local {fmt_s(c['local']['median_s'])}")
+            for key in ("1w", "2w"):
+                s = c.get(key)
+                if not s:
+                    continue
+                print(f"  {key[0]} worker(s): {fmt_s(s['median_s'])} (x{s['ratio_to_local']:.2f} local), outputs "
+                      f"{'identical' if s['outputs_identical'] else 'DIFFERENT'}, tasks per worker {s['workers']}")
+                print(f"    summed over the tasks (medians): {phases(s['phases_ms'])}")
+        if rec.get("error"):
+            print(f"remote-exec: FAILED: {rec['error']}")
+
     @staticmethod
     def report_trace(name, t):
         top = ", ".join(f"{e['span']} {e['ms']:.1f} ms" for e in t["top"][:6])
@@ -1004,9 +1358,12 @@ class Bench:
         la0 = loadavg()
         names = self.args.scenario or list(TARGETS)
         with_buildkit = [n for n in names if n in BUILDKIT_SCENARIOS]
-        self.setup(buildkit=bool(with_buildkit))
+        # remote-exec builds its own projects: alone, it needs neither the fixture nor its warm-up.
+        fixture = any(n != "remote-exec" for n in names)
+        self.setup(buildkit=bool(with_buildkit), fixture=fixture)
         self.start_events()
-        self.warm_up(buildkit=bool(with_buildkit))
+        if fixture:
+            self.warm_up(buildkit=bool(with_buildkit))
         for name in with_buildkit:
             self.scenario(name)
         if with_buildkit:
@@ -1014,6 +1371,8 @@ class Bench:
         # Last: it commits the fixture's edits and may rebuild it (--recache) to fill the servers.
         if "remote" in names:
             self.remote()
+        if "remote-exec" in names:
+            self.remote_exec()
         if self.args.micro_runs > 0:
             self.micro()
         self.results["loadavg"] = [la0, loadavg()]
@@ -1030,6 +1389,10 @@ class Bench:
         failed = [n for n, s in self.results["scenarios"].items() if not s["pass"]]
         if "remote" in self.results and not self.results["remote"]["pass"]:
             failed.append("remote")
+        rx = self.results.get("remote_exec")
+        if rx and (rx.get("error") or not all(rx.get("cold", {}).get(k, {}).get("outputs_identical", True)
+                                               for k in ("1w", "2w"))):
+            failed.append("remote-exec")
         return 1 if failed else 0
 
 
@@ -1044,7 +1407,9 @@ def main():
     ap.add_argument("--bin", metavar="PATH", help="flamenco-build binary (default target/release/flamenco-build)")
     ap.add_argument("--micro-runs", type=int, default=10, help="runs of the one-task graph (default 10; 0: skip)")
     ap.add_argument("--scenario", action="append", choices=list(TARGETS),
-                    help="run only this scenario (repeatable; default: all five)")
+                    help="run only this scenario (repeatable; default: all six)")
+    ap.add_argument("--exec-cold-runs", type=int, default=2,
+                    help="remote-exec: measured cold builds of the example per setting (default 2)")
     ap.add_argument("--dockerfile-as-is", action="store_true",
                     help="use Dockerfile.buildkit unchanged, even if its Go cache mount misses the image's GOCACHE")
     args = ap.parse_args()

@@ -460,6 +460,8 @@ mod tests {
             workdir: ".".into(),
             outputs: vec!["o".into()],
             network: false,
+            memory: None,
+            cpus: None,
             image: "img".into(),
             toolchain: "img".into(),
             toolchain_env: Default::default(),

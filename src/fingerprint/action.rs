@@ -16,10 +16,17 @@ use super::key::TaskKey;
 
 /// Why the key's salt exists: a change of what the key covers (bump it) moves every task into a
 /// new cache namespace, locally and on every server, without touching anyone else's entries.
-const SALT: &[u8] = b"flamenco-build key v2";
+/// v3: the memory and cpus limits are platform properties.
+const SALT: &[u8] = b"flamenco-build key v3";
 
 /// The platform property naming the toolchain image: `reference@image-id`.
 pub const CONTAINER_IMAGE: &str = "container-image";
+
+/// The platform property of a task's memory limit, in bytes.
+pub const MEMORY: &str = "memory";
+
+/// The platform property of a task's CPU limit (a decimal number of CPUs).
+pub const CPUS: &str = "cpus";
 
 /// What the `Action` of a task is made of, in our terms.
 #[derive(Debug, Clone)]
@@ -33,6 +40,9 @@ pub struct ActionSpec<'a> {
     pub image: &'a str,
     pub image_id: &'a str,
     pub network: bool,
+    /// The task's limits: bytes of memory, CPUs (a fraction may be asked for).
+    pub memory: Option<u64>,
+    pub cpus: Option<f64>,
     /// Every file of the input root by project-relative path: declared inputs and the
     /// dependencies' outputs.
     pub inputs: &'a Manifest,
@@ -114,17 +124,25 @@ fn platform(spec: &ActionSpec) -> re::Platform {
         name: name.into(),
         value,
     };
-    // Sorted by name, as REAPI requires.
-    re::Platform {
-        properties: vec![
-            property("OSFamily", "linux".into()),
-            property(CONTAINER_IMAGE, format!("{}@{}", spec.image, spec.image_id)),
-            property(
-                "network",
-                if spec.network { "bridge" } else { "none" }.into(),
-            ),
-        ],
+    let mut properties = vec![
+        property("OSFamily", "linux".into()),
+        property(CONTAINER_IMAGE, format!("{}@{}", spec.image, spec.image_id)),
+        property(
+            "network",
+            if spec.network { "bridge" } else { "none" }.into(),
+        ),
+    ];
+    // Named only when set: an engine that has not registered them still takes tasks without
+    // limits. `{}` of an f64 is its shortest exact form ("0.5", "2"), so equal limits are equal text.
+    if let Some(m) = spec.memory {
+        properties.push(property(MEMORY, m.to_string()));
     }
+    if let Some(c) = spec.cpus {
+        properties.push(property(CPUS, c.to_string()));
+    }
+    // Sorted by name (byte order, as REAPI requires: `OSFamily` before the lower-case names).
+    properties.sort_by(|a, b| a.name.cmp(&b.name));
+    re::Platform { properties }
 }
 
 /// One folder of the input root while it is being built.
@@ -267,6 +285,8 @@ mod tests {
             image: "go:1.23",
             image_id: "sha256:1",
             network: false,
+            memory: None,
+            cpus: None,
             inputs,
         }
     }
@@ -307,5 +327,69 @@ mod tests {
         let mut s = spec(&m);
         s.image_id = "sha256:2";
         assert_ne!(task_action(&s).key(), base);
+        let mut s = spec(&m);
+        s.memory = Some(512 << 20);
+        let with_memory = task_action(&s).key();
+        assert_ne!(with_memory, base);
+        s.memory = Some(256 << 20);
+        assert_ne!(
+            task_action(&s).key(),
+            with_memory,
+            "another limit, another key"
+        );
+        let mut s = spec(&m);
+        s.cpus = Some(0.5);
+        let half = task_action(&s).key();
+        assert_ne!(half, base);
+        s.cpus = Some(1.0);
+        assert_ne!(task_action(&s).key(), half);
+    }
+
+    #[test]
+    fn the_limits_are_platform_properties_sorted_in_action_and_command() {
+        let m = Manifest::new();
+        let mut s = spec(&m);
+        s.memory = Some(268_435_456);
+        s.cpus = Some(0.5);
+        let a = task_action(&s);
+        let names = |p: &re::Platform| -> Vec<(String, String)> {
+            p.properties
+                .iter()
+                .map(|p| (p.name.clone(), p.value.clone()))
+                .collect()
+        };
+        let platform = names(a.action.platform.as_ref().unwrap());
+        let want: Vec<(String, String)> = [
+            ("OSFamily", "linux"),
+            ("container-image", "go:1.23@sha256:1"),
+            ("cpus", "0.5"),
+            ("memory", "268435456"),
+            ("network", "none"),
+        ]
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(platform, want);
+        #[allow(deprecated)]
+        let in_command = names(a.command.platform.as_ref().unwrap());
+        assert_eq!(in_command, want, "older servers read the Command's");
+        s.cpus = Some(2.0);
+        let a = task_action(&s);
+        let cpus = a.action.platform.unwrap().properties[2].value.clone();
+        assert_eq!(cpus, "2");
+        let none = task_action(&spec(&m));
+        let names: Vec<String> = none
+            .action
+            .platform
+            .unwrap()
+            .properties
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(
+            names,
+            ["OSFamily", "container-image", "network"],
+            "no limits, no properties"
+        );
     }
 }

@@ -9,8 +9,8 @@ use sha2::{Digest, Sha256};
 use super::digest::{FileDigest, Manifest};
 
 /// Bumped whenever what the recipe records changes (the key itself is versioned by the
-/// `Action`'s salt, see [`super::action`]).
-pub const KEY_FORMAT: u32 = 2;
+/// `Action`'s salt, see [`super::action`]). 3: the memory and cpus limits.
+pub const KEY_FORMAT: u32 = 3;
 
 /// What a task key was computed from, in canonical form (sorted maps, a format version), and the
 /// key itself: the digest of the task's REAPI `Action` ([`super::action`]). Stored with each
@@ -23,6 +23,12 @@ pub struct KeyRecipe {
     pub workdir: String,
     pub outputs: Vec<String>,
     pub network: bool,
+    /// The memory limit in bytes and the CPU limit as the platform properties say them (text:
+    /// a recipe compares equal only when the property does).
+    #[serde(default)]
+    pub memory: Option<u64>,
+    #[serde(default)]
+    pub cpus: Option<String>,
     /// The toolchain image's reference, as the task's platform names it.
     #[serde(default)]
     pub image: String,
@@ -157,6 +163,9 @@ impl KeyRecipe {
         if old.network != self.network {
             why.push("network setting changed".into());
         }
+        if old.memory != self.memory || old.cpus != self.cpus {
+            why.push("memory or cpus limit changed".into());
+        }
         for (dep, h) in &self.deps {
             match old.deps.get(dep) {
                 Some(o) if o == h => {}
@@ -222,6 +231,8 @@ mod tests {
             workdir: ".".into(),
             outputs: vec!["bin".into()],
             network: false,
+            memory: None,
+            cpus: None,
             image: "go:1.23".into(),
             toolchain: "sha256:1111".into(),
             toolchain_env: BTreeMap::new(),
@@ -281,6 +292,14 @@ mod tests {
             (
                 Box::new(|r| r.run = "go build -v".into()),
                 "command changed",
+            ),
+            (
+                Box::new(|r| r.memory = Some(1 << 30)),
+                "memory or cpus limit changed",
+            ),
+            (
+                Box::new(|r| r.cpus = Some("0.5".into())),
+                "memory or cpus limit changed",
             ),
             (
                 Box::new(|r| {

@@ -13,6 +13,7 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use super::output_tree::{Trees, expand_all};
 use crate::cache::ActionRecord;
 use crate::cache::is_sha256;
 use crate::fingerprint::{FileDigest, Manifest, TaskKey, output_mode};
@@ -105,13 +106,16 @@ fn signature(sign_key: &[u8], key: &TaskKey, encoded: &[u8]) -> Vec<u8> {
 }
 
 /// The record an `ActionResult` holds, checked: signed when a sign key is set, a success, every
-/// digest well formed. Paths are checked later, with the workspace's rules.
+/// digest well formed, output folders given as trees expanded from `trees` (fetched first, see
+/// [`tree_blobs`](super::output_tree::tree_blobs)). Paths are checked later, with the
+/// workspace's rules.
 // `output_file_symlinks` is deprecated in v2.1, but servers and workers of v2.0 still fill it.
 #[allow(deprecated)]
 pub(crate) fn from_action_result(
     mut result: re::ActionResult,
     key: &TaskKey,
     sign_key: Option<&[u8]>,
+    trees: &Trees,
 ) -> Result<ActionRecord, String> {
     if let Some(k) = sign_key {
         verify(&mut result, k, key)?;
@@ -122,16 +126,18 @@ pub(crate) fn from_action_result(
             result.exit_code
         ));
     }
-    if !result.output_directories.is_empty() {
-        return Err(
-            "the result has output directories as trees, which this tool does not write".into(),
-        );
-    }
     let extras = extras(&result)?;
     let mut outputs = Manifest::new();
     for f in &result.output_files {
-        outputs.insert(f.path.clone(), file_digest(f)?);
+        let entry = file_entry(
+            f.digest.as_ref(),
+            f.is_executable,
+            &f.node_properties,
+            &f.path,
+        )?;
+        outputs.insert(f.path.clone(), entry);
     }
+    expand_all(&result, trees, &mut outputs)?;
     for l in result
         .output_symlinks
         .iter()
@@ -181,31 +187,34 @@ fn extras(result: &re::ActionResult) -> Result<Extras, String> {
     }
 }
 
-fn file_digest(f: &re::OutputFile) -> Result<FileDigest, String> {
-    let d = f
-        .digest
-        .as_ref()
-        .ok_or_else(|| format!("`{}` has no digest", f.path))?;
+/// A file of a result (an `OutputFile`, or a `FileNode` of a tree) as a record entry; `what`
+/// names it in errors.
+pub(super) fn file_entry(
+    digest: Option<&re::Digest>,
+    executable: bool,
+    properties: &Option<re::NodeProperties>,
+    what: &str,
+) -> Result<FileDigest, String> {
+    let d = digest.ok_or_else(|| format!("`{what}` has no digest"))?;
     if !is_sha256(&d.hash) || d.size_bytes < 0 {
-        return Err(format!("`{}` has a malformed digest", f.path));
+        return Err(format!("`{what}` has a malformed digest"));
     }
-    let mode = f
-        .node_properties
+    let mode = properties
         .as_ref()
         .and_then(|p| p.unix_mode.as_ref())
         .map(|m| m.value)
-        .unwrap_or(if f.is_executable { 0o755 } else { 0o644 });
+        .unwrap_or(if executable { 0o755 } else { 0o644 });
     Ok(FileDigest {
         sha256: d.hash.clone(),
         size: d.size_bytes as u64,
-        executable: f.is_executable,
+        executable,
         link: None,
         mode: Some(output_mode(mode, false)),
         dir: false,
     })
 }
 
-fn link_digest(target: &str) -> FileDigest {
+pub(super) fn link_digest(target: &str) -> FileDigest {
     FileDigest {
         sha256: crate::fingerprint::hash_bytes(target.as_bytes()),
         size: 0,
@@ -256,11 +265,16 @@ mod tests {
         TaskKey::new("cd".repeat(32), 140)
     }
 
+    fn none() -> Trees {
+        Trees::new()
+    }
+
     #[test]
     fn a_record_survives_the_round_trip() {
         let r = record();
         let bytes = encode(&to_action_result(&r, &key(), "", None));
-        let back = from_action_result(decode(&bytes).unwrap(), &key(), None).unwrap();
+        let back =
+            from_action_result(decode(&bytes).unwrap(), &key(), None, &Trees::new()).unwrap();
         assert_eq!(back, r);
     }
 
@@ -269,18 +283,56 @@ mod tests {
         let r = record();
         let signed = to_action_result(&r, &key(), "", Some(b"secret"));
         assert_eq!(
-            from_action_result(signed.clone(), &key(), Some(b"secret")).unwrap(),
+            from_action_result(signed.clone(), &key(), Some(b"secret"), &none()).unwrap(),
             r
         );
         let unsigned = to_action_result(&r, &key(), "", None);
-        let err = from_action_result(unsigned, &key(), Some(b"secret")).unwrap_err();
+        let err = from_action_result(unsigned, &key(), Some(b"secret"), &none()).unwrap_err();
         assert!(err.contains("not signed"), "{err}");
         let other_key = TaskKey::new("ef".repeat(32), 140);
-        let err = from_action_result(signed.clone(), &other_key, Some(b"secret")).unwrap_err();
+        let err =
+            from_action_result(signed.clone(), &other_key, Some(b"secret"), &none()).unwrap_err();
         assert!(err.contains("not valid"), "{err}");
         let mut tampered = signed;
         tampered.output_files[0].digest.as_mut().unwrap().hash = "00".repeat(32);
-        assert!(from_action_result(tampered, &key(), Some(b"secret")).is_err());
+        assert!(from_action_result(tampered, &key(), Some(b"secret"), &none()).is_err());
+    }
+
+    #[test]
+    fn a_foreign_result_with_a_tree_reads_as_one_record() {
+        use crate::fingerprint::action::digest_of;
+        let dir = re::Directory {
+            files: vec![re::FileNode {
+                name: "b".into(),
+                digest: Some(digest_of(b"bb")),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let tree = re::Tree {
+            root: Some(dir),
+            children: vec![],
+        }
+        .encode_to_vec();
+        let tree_digest = digest_of(&tree);
+        let trees: Trees = [(tree_digest.hash.clone(), tree)].into();
+        let mut result = re::ActionResult {
+            output_files: vec![output_file("o/a", &record().outputs["o/a"])],
+            output_directories: vec![re::OutputDirectory {
+                path: "o/d".into(),
+                tree_digest: Some(tree_digest),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let r = from_action_result(result.clone(), &key(), None, &trees).unwrap();
+        let paths: Vec<&str> = r.outputs.keys().map(String::as_str).collect();
+        assert_eq!(paths, ["o/a", "o/d", "o/d/b"]);
+        assert!(r.outputs["o/d"].dir && r.image_id.is_empty());
+        result.output_directories[0].path = "o".into();
+        result.output_files[0].path = "o/b".into();
+        let err = from_action_result(result, &key(), None, &trees).unwrap_err();
+        assert!(err.contains("twice"), "{err}");
     }
 
     #[test]
@@ -288,6 +340,6 @@ mod tests {
         assert!(decode(b"\xff\xff\xff").is_err());
         let mut r = to_action_result(&record(), &key(), "", None);
         r.output_files[0].digest.as_mut().unwrap().hash = "../../etc/passwd".into();
-        assert!(from_action_result(r, &key(), None).is_err());
+        assert!(from_action_result(r, &key(), None, &none()).is_err());
     }
 }

@@ -16,8 +16,10 @@ use tokio::io::AsyncWriteExt;
 
 use super::RemoteError;
 use super::action_result::{decode, encode, from_action_result, to_action_result};
+use super::output_tree::{Trees, tree_blobs};
 use crate::cache::{ActionRecord, BlobRead, BlobRef, BlobWrite, CacheError, Storage};
 use crate::fingerprint::TaskKey;
+use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
 
 /// A stream of an object's bytes.
 pub(crate) type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, RemoteError>> + Send>>;
@@ -53,6 +55,22 @@ impl KvStorage {
         KvStorage { backend, sign_key }
     }
 
+    /// The tree blobs a result's output folders name, each checked, in memory.
+    async fn fetch_trees(&self, result: &re::ActionResult) -> Result<Trees, RemoteError> {
+        let mut trees = Trees::new();
+        for blob in tree_blobs(result).map_err(|r| self.bad(r))? {
+            let Some(bytes) = self.backend.get(&cas(&blob.sha256)).await? else {
+                return Err(self.bad(format!("blob {} is missing", blob.sha256)));
+            };
+            if bytes.len() as u64 != blob.size || hex::encode(Sha256::digest(&bytes)) != blob.sha256
+            {
+                return Err(self.bad(format!("blob {} does not match its SHA-256", blob.sha256)));
+            }
+            trees.insert(blob.sha256, bytes);
+        }
+        Ok(trees)
+    }
+
     fn bad(&self, reason: String) -> RemoteError {
         RemoteError::BadAnswer {
             server: self.backend.describe(),
@@ -84,7 +102,8 @@ impl Storage for KvStorage {
             return Ok(None);
         };
         let result = decode(&bytes).map_err(|r| self.bad(r))?;
-        let record = from_action_result(result, key, self.sign_key.as_deref())
+        let trees = self.fetch_trees(&result).await?;
+        let record = from_action_result(result, key, self.sign_key.as_deref(), &trees)
             .map_err(|r| self.bad(format!("the result for key {}: {r}", key.short())))?;
         Ok(Some(record))
     }

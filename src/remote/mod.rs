@@ -12,6 +12,7 @@ mod guard;
 mod http;
 mod kv;
 mod object_store;
+pub(crate) mod output_tree;
 mod settings;
 mod userinfo;
 

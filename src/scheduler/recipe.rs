@@ -40,6 +40,8 @@ impl<E> Context<E> {
             image: &tc.image,
             image_id,
             network: task.network,
+            memory: task.memory,
+            cpus: task.cpus,
             inputs: &root,
         });
         let recipe = KeyRecipe {
@@ -49,6 +51,8 @@ impl<E> Context<E> {
             workdir: task.workdir.clone(),
             outputs,
             network: task.network,
+            memory: task.memory,
+            cpus: task.cpus.map(|c| c.to_string()),
             image: tc.image.clone(),
             toolchain: image_id.clone(),
             toolchain_env: tc.env.clone(),

@@ -7,7 +7,7 @@ use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
 use super::status::Refusal;
 use crate::cache::is_safe_rel;
 use crate::config::{InputSet, OutputPath, Task};
-use crate::fingerprint::action::CONTAINER_IMAGE;
+use crate::fingerprint::action::{CONTAINER_IMAGE, CPUS, MEMORY};
 
 /// What a lease runs.
 #[derive(Debug, Clone)]
@@ -104,8 +104,16 @@ impl Platform {
                     "bridge" => p.network = true,
                     _ => return Err(bad()),
                 },
-                "memory" => p.memory = Some(prop.value.parse().map_err(|_| bad())?),
-                "cpus" => p.cpus = Some(prop.value.parse().map_err(|_| bad())?),
+                // The bounds a task's own settings have (config/validate/tasks.rs): Docker
+                // would refuse less memory, and a NaN or infinite CPU count means nothing.
+                MEMORY => match prop.value.parse::<u64>() {
+                    Ok(m) if m >= 4 << 20 => p.memory = Some(m),
+                    _ => return Err(bad()),
+                },
+                CPUS => match prop.value.parse::<f64>() {
+                    Ok(c) if c > 0.0 && c <= 1024.0 => p.cpus = Some(c),
+                    _ => return Err(bad()),
+                },
                 _ => return Err(bad()),
             }
         }
@@ -177,8 +185,44 @@ mod tests {
             image: "flamenco-build/go:1.23",
             image_id: "sha256:abc",
             network,
+            memory: None,
+            cpus: None,
             inputs: &inputs,
         })
+    }
+
+    #[test]
+    fn the_limits_reach_the_task_the_container_is_made_for() {
+        let inputs = Manifest::new();
+        let a = task_action(&ActionSpec {
+            run: "true",
+            workdir: ".",
+            outputs: &[],
+            env: BTreeMap::new(),
+            image: "go",
+            image_id: "sha256:1",
+            network: false,
+            memory: Some(256 << 20),
+            cpus: Some(0.5),
+            inputs: &inputs,
+        });
+        let t = task_of("r", &a.action, &a.command).unwrap();
+        assert_eq!(t.task.memory, Some(256 << 20));
+        assert_eq!(t.task.cpus, Some(0.5));
+        let bad = |name: &str, value: &str| {
+            let mut act = a.action.clone();
+            let props = &mut act.platform.as_mut().unwrap().properties;
+            props.iter_mut().find(|p| p.name == name).unwrap().value = value.into();
+            task_of("r", &act, &a.command).unwrap_err().code
+        };
+        for (name, value) in [
+            ("memory", "12"),
+            ("memory", "-1"),
+            ("cpus", "NaN"),
+            ("cpus", "0"),
+        ] {
+            assert_eq!(bad(name, value), INVALID_ARGUMENT, "{name}={value}");
+        }
     }
 
     #[test]

@@ -23,6 +23,8 @@ impl Worker {
         let child = Command::new(env!("CARGO_BIN_EXE_flamenco-build"))
             .args(["worker", "--server", &grid.url(), "--bot-id", id])
             .args(["--cache-volume", &volume])
+            // Only the image the tests use (see remote_exec.rs).
+            .args(["--image", "flamenco-build/go:1.23"])
             .env("FLAMENCO_BUILD_LOG", "flamenco_build=debug")
             .stdout(log.reopen().unwrap())
             .stderr(Stdio::from(log.reopen().unwrap()))
@@ -120,6 +122,46 @@ fn a_build_runs_on_the_worker_and_lands_as_a_local_one() {
     assert_eq!(failed.run.code, 1, "{}", failed.run.all());
     let all = failed.run.all();
     assert!(all.contains("broken") && all.contains("gen"), "{all}");
+}
+
+#[test]
+fn limits_reach_the_workers_container_and_v_shows_the_stages() {
+    require_toolchain_images();
+    let pg = Postgres::start();
+    let grid = BuildGrid::start_exec(&pg);
+    let worker = Worker::start(&grid, "w-limits");
+    let p = Project::tiny(
+        r#"
+[tasks.limited]
+toolchain = "go"
+memory = "256MiB"
+cpus = 0.5
+run = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us > limits.txt && echo limited-ran"
+outputs = ["limits.txt"]
+
+[remote]
+queue_timeout = "40s"
+"#,
+    );
+    let args = remote_args(&grid, &["-v", "--progress", "plain"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let built = p.build(&args);
+    let all = built.run.all();
+    assert_eq!(built.run.code, 0, "{all}\nworker:\n{}", worker.log());
+    assert_eq!(built.task_json("limited")["worker"], "w-limits");
+    // The worker's container had the limits the Action's platform named.
+    let limits = std::fs::read_to_string(p.path().join("limits.txt")).unwrap();
+    let v: Vec<&str> = limits.lines().collect();
+    assert_eq!(
+        v,
+        ["268435456", "50000", "100000"],
+        "memory, CPU quota, period"
+    );
+    // -v: the stages as the engine reported them, then the task's own log.
+    let queued = all.find("remote: queued on grpc://127.0.0.1:").expect(&all);
+    let executing = all.find("remote: executing on w-limits").expect(&all);
+    let ran = all.find("limited-ran").expect(&all);
+    assert!(queued < executing && executing < ran, "{all}");
 }
 
 #[test]

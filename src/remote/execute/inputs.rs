@@ -176,6 +176,8 @@ mod tests {
             image: "go",
             image_id: "sha256:1",
             network: false,
+            memory: None,
+            cpus: None,
             inputs: &m,
         });
         let files = [input("a/b/c.go"), input("a/d.go"), input("e.go")];

@@ -12,6 +12,7 @@ mod response;
 mod settings;
 mod status;
 mod timings;
+mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -27,6 +28,7 @@ use crate::remote::grpc::GrpcStorage;
 use in_flight::InFlight;
 use operation::Stopped;
 use timings::Measured;
+use watch::{Streamed, Watch};
 
 /// Runs tasks on a remote execution engine, and `local_only` ones on the local engine.
 pub(crate) struct RemoteExecutor {
@@ -107,7 +109,10 @@ impl RemoteExecutor {
         action: &TaskAction,
         scratch: &Path,
         ours: &mut Measured,
-    ) -> Result<bazel_remote_apis::build::bazel::remote::execution::v2::ExecuteResponse> {
+    ) -> Result<(
+        bazel_remote_apis::build::bazel::remote::execution::v2::ExecuteResponse,
+        Streamed,
+    )> {
         let task = &job.task.name;
         let blobs =
             inputs::Blobs::of(action, &job.files).map_err(|reason| Error::RemoteExecution {
@@ -115,17 +120,21 @@ impl RemoteExecutor {
                 reason,
             })?;
         let mut again = true;
+        let mut watch = Watch::new(job.log.clone(), self.storage.server());
         loop {
             let t = Instant::now();
             let sent = blobs.upload_missing(&self.storage, scratch).await;
             sent.map_err(|e| self.unusable(task, e))?;
             ours.upload += t.elapsed();
             let t = Instant::now();
-            let executed = self.execute(&action.digest).await;
+            let executed = self.execute(&action.digest, &mut watch).await;
             ours.execute += t.elapsed();
             match executed {
                 Ok(r) if again && status::inputs_missing(&r) => again = false,
-                Ok(r) => return status::check(r, task, self.storage.server(), &image(action)),
+                Ok(r) => {
+                    let r = status::check(r, task, self.storage.server(), &image(action))?;
+                    return Ok((r, watch.finish().await));
+                }
                 Err(stopped) => return Err(self.stopped(task, stopped, action)),
             }
         }
@@ -173,7 +182,7 @@ impl Executor for RemoteExecutor {
         };
         let scratch = self.scratch_for(task)?;
         let mut ours = Measured::default();
-        let response = self
+        let (response, streamed) = self
             .run_remote(job, &action, scratch.path(), &mut ours)
             .await?;
         let cached = response.cached_result;
@@ -183,7 +192,7 @@ impl Executor for RemoteExecutor {
             .logs(&result, scratch.path())
             .await
             .map_err(|e| self.unusable(task, e))?;
-        for line in logs.lines() {
+        for line in logs.not_streamed(streamed) {
             (job.log)(line);
         }
         if result.exit_code != 0 {

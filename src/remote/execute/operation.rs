@@ -13,6 +13,7 @@ use tonic::Streaming;
 
 use super::RemoteExecutor;
 use super::in_flight::Ticket;
+use super::watch::Watch;
 use crate::remote::RemoteError;
 
 /// Dropped streams in a row before the engine is given up.
@@ -42,10 +43,11 @@ enum Followed {
 }
 
 impl RemoteExecutor {
-    /// Runs the action to its end and returns the engine's answer.
+    /// Runs the action to its end and returns the engine's answer; `watch` sees every update.
     pub(super) async fn execute(
         &self,
         action: &re::Digest,
+        watch: &mut Watch,
     ) -> Result<re::ExecuteResponse, Stopped> {
         let ticket = self.in_flight.enter();
         let mut name: Option<String> = None;
@@ -57,7 +59,10 @@ impl RemoteExecutor {
                 Some(n) => self.wait(n).await,
             };
             let followed = match stream {
-                Ok(s) => self.follow(s, &mut name, &ticket, queued_since).await,
+                Ok(s) => {
+                    self.follow(s, &mut name, &ticket, queued_since, watch)
+                        .await
+                }
                 Err(e) if e.code() == tonic::Code::NotFound && name.is_some() => {
                     // The engine forgot the operation (restarted): execute anew.
                     name = None;
@@ -120,6 +125,7 @@ impl RemoteExecutor {
         name: &mut Option<String>,
         ticket: &Ticket<'_>,
         queued_since: Instant,
+        watch: &mut Watch,
     ) -> Followed {
         let mut progressed = false;
         let mut queued = true;
@@ -147,6 +153,9 @@ impl RemoteExecutor {
                 Err(s) => return self.dropped_or_refused(s, progressed),
             };
             progressed = true;
+            if let Some(meta) = metadata(&op) {
+                watch.update(&meta, &self.storage);
+            }
             tracing::debug!(operation = %op.name, done = op.done, stage = ?stage(&op), "operation update");
             if !op.name.is_empty() && name.as_deref() != Some(op.name.as_str()) {
                 ticket.named(&op.name);
@@ -209,10 +218,13 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_millis(500 * 2u64.pow(failures.saturating_sub(1).min(4)))
 }
 
-fn stage(op: &Operation) -> Option<Stage> {
+fn metadata(op: &Operation) -> Option<re::ExecuteOperationMetadata> {
     let any = op.metadata.as_ref()?;
-    let meta = re::ExecuteOperationMetadata::decode(any.value.as_slice()).ok()?;
-    Stage::try_from(meta.stage).ok()
+    re::ExecuteOperationMetadata::decode(any.value.as_slice()).ok()
+}
+
+fn stage(op: &Operation) -> Option<Stage> {
+    Stage::try_from(metadata(op)?.stage).ok()
 }
 
 /// The `ExecuteResponse` of a finished operation.

@@ -8,6 +8,7 @@ use std::path::Path;
 use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
 
 use super::RemoteExecutor;
+use super::watch::Streamed;
 use crate::cache::BlobRead;
 use crate::cache::materialize::{self, missing_output, outside_outputs};
 use crate::config::Task;
@@ -28,6 +29,13 @@ impl Logs {
     /// Every line, stdout's then stderr's (the engine keeps them apart).
     pub(super) fn lines(&self) -> impl Iterator<Item = &str> {
         self.stdout.lines().chain(self.stderr.lines())
+    }
+
+    /// The lines `-v` has not shown yet: those of the logs not streamed whole while it ran.
+    pub(super) fn not_streamed(&self, streamed: Streamed) -> impl Iterator<Item = &str> {
+        let out = if streamed.stdout { "" } else { &self.stdout };
+        let err = if streamed.stderr { "" } else { &self.stderr };
+        out.lines().chain(err.lines())
     }
 
     /// The failure a non-zero exit is, with the last lines as a local run shows them.
@@ -110,7 +118,12 @@ impl RemoteExecutor {
             task: task.name.clone(),
             reason: format!("{}: the result {why}", self.storage.server()),
         };
-        let record = from_action_result(result, key, None).map_err(bad)?;
+        let trees = self
+            .storage
+            .fetch_trees(&result)
+            .await
+            .map_err(|e| self.unusable(&task.name, e))?;
+        let record = from_action_result(result, key, None, &trees).map_err(bad)?;
         materialize::check(&record.outputs).map_err(bad)?;
         if let Some(stray) = outside_outputs(task, &record.outputs) {
             return Err(bad(format!(

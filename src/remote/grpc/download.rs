@@ -16,6 +16,7 @@ use tokio::io::AsyncWriteExt;
 use super::{GrpcStorage, IN_FLIGHT, batch, blob_digest, names};
 use crate::cache::{BlobRead, BlobRef};
 use crate::remote::RemoteError;
+use crate::remote::output_tree::{Trees, tree_blobs};
 
 impl GrpcStorage {
     pub(crate) async fn read_all(&self, blobs: Vec<BlobRead>) -> Result<(), RemoteError> {
@@ -127,6 +128,55 @@ impl GrpcStorage {
         }
         let mode = std::fs::Permissions::from_mode(r.mode);
         file.set_permissions(mode).await.map_err(local)
+    }
+}
+
+impl GrpcStorage {
+    /// The tree blobs a result's output folders name, each checked, in memory.
+    pub(crate) async fn fetch_trees(
+        &self,
+        result: &re::ActionResult,
+    ) -> Result<Trees, RemoteError> {
+        let mut trees = Trees::new();
+        for blob in tree_blobs(result).map_err(|r| self.bad(r))? {
+            let bytes = self.read_bytes(&blob).await?;
+            trees.insert(blob.sha256, bytes);
+        }
+        Ok(trees)
+    }
+
+    /// One blob into memory, streamed by ByteStream.Read (any size), checked against its digest.
+    async fn read_bytes(&self, blob: &BlobRef) -> Result<Vec<u8>, RemoteError> {
+        if blob.size == 0 {
+            verify(blob, &[]).map_err(|r| self.bad(r))?;
+            return Ok(Vec::new());
+        }
+        let _room = self.hold(blob.size).await?;
+        let request = ReadRequest {
+            resource_name: names::read_name(&self.instance, blob),
+            read_offset: 0,
+            read_limit: 0,
+        };
+        let not_there = |s: tonic::Status| match s.code() {
+            tonic::Code::NotFound => self.bad(format!("blob {} is missing", blob.sha256)),
+            _ => self.status(s),
+        };
+        let mut body = self
+            .bytestream()?
+            .read(request)
+            .await
+            .map_err(not_there)?
+            .into_inner();
+        let mut data = Vec::new();
+        while let Some(m) = body.message().await.map_err(not_there)? {
+            // Never more than the digest says: a server cannot make us hold more.
+            if (data.len() + m.data.len()) as u64 > blob.size {
+                return Err(self.bad(mismatch(blob, (data.len() + m.data.len()) as u64)));
+            }
+            data.extend_from_slice(&m.data);
+        }
+        verify(blob, &data).map_err(|r| self.bad(r))?;
+        Ok(data)
     }
 }
 

@@ -139,7 +139,7 @@ impl GrpcStorage {
             .max_decoding_message_size(MAX_MESSAGE))
     }
 
-    fn bytestream(&self) -> Result<ByteStreamClient<Service>, RemoteError> {
+    pub(crate) fn bytestream(&self) -> Result<ByteStreamClient<Service>, RemoteError> {
         Ok(ByteStreamClient::new(self.service()?).max_decoding_message_size(MAX_MESSAGE))
     }
 
@@ -193,7 +193,8 @@ impl GrpcStorage {
             Err(s) if s.code() == tonic::Code::NotFound => return Ok(None),
             Err(s) => return Err(self.status(s)),
         };
-        from_action_result(result, key, self.sign_key.as_deref())
+        let trees = self.fetch_trees(&result).await?;
+        from_action_result(result, key, self.sign_key.as_deref(), &trees)
             .map(Some)
             .map_err(|r| self.bad(format!("the result for key {}: {r}", key.short())))
     }
