@@ -29,6 +29,69 @@ const EXAMPLE_IMAGES: [&str; 3] = [
 /// The small image the fault tests' tasks run in (quick to load into an engine).
 const DEBIAN: &str = "flamenco-build/debian:bookworm";
 
+/// Tags of the test's own for shared toolchain images. Another worktree's tests re-point the
+/// `flamenco-build/*` tags at their own builds of the images (toolchain-images.sh tags its
+/// content-tagged image on every run): an image loaded into a worker's engine could then differ
+/// from the one the client resolves a moment later, and no worker would hold the image asked for.
+struct OwnTags {
+    /// (shared reference, the test's own reference to the same image ID)
+    tags: Vec<(String, String)>,
+}
+
+impl OwnTags {
+    fn of(images: &[&str]) -> OwnTags {
+        let prefix = format!("fbtest-{}-{}", std::process::id(), crate::support::uuid());
+        let tags = images
+            .iter()
+            .map(|image| {
+                let id = docker_lines(&["image", "inspect", "--format", "{{.Id}}", image])
+                    .pop()
+                    .unwrap_or_else(|| panic!("no image {image}"));
+                let name = image.rsplit('/').next().unwrap();
+                let own = format!("{prefix}/{name}");
+                let ok = std::process::Command::new("docker")
+                    .args(["tag", &id, &own])
+                    .status()
+                    .unwrap()
+                    .success();
+                assert!(ok, "docker tag {id} {own}");
+                (image.to_string(), own)
+            })
+            .collect();
+        OwnTags { tags }
+    }
+
+    fn own(&self, image: &str) -> &str {
+        let found = self.tags.iter().find(|(shared, _)| shared == image);
+        &found.expect("an image tagged by the test").1
+    }
+
+    fn all(&self) -> Vec<&str> {
+        self.tags.iter().map(|(_, own)| own.as_str()).collect()
+    }
+
+    /// `text` with every shared reference replaced by the test's own.
+    fn apply(&self, text: &str) -> String {
+        self.tags.iter().fold(text.to_string(), |t, (shared, own)| {
+            t.replace(&format!("\"{shared}\""), &format!("\"{own}\""))
+        })
+    }
+}
+
+impl Drop for OwnTags {
+    fn drop(&mut self) {
+        // Untags only: the image keeps its other tags (and is never removed while it has one).
+        for (_, own) in &self.tags {
+            let tags = docker_lines(&["image", "inspect", "--format", "{{len .RepoTags}}", own]);
+            if tags.first().is_some_and(|n| n != "1") {
+                let _ = std::process::Command::new("docker")
+                    .args(["rmi", own])
+                    .output();
+            }
+        }
+    }
+}
+
 fn remote_args(grid: &BuildGrid) -> Vec<String> {
     [
         "build-optimized",
@@ -91,14 +154,15 @@ fn creates_on(host: &str, since: &str) -> Vec<String> {
     ])
 }
 
-/// What a project folder holds, outside the cache: per path its kind, permission bits and
-/// content (a link's target), so that two builds compare byte for byte and mode for mode.
+/// What a project folder holds, outside the cache and the configuration (which names each
+/// copy's own cache volume): per path its kind, permission bits and content (a link's target),
+/// so that two builds compare byte for byte and mode for mode.
 fn tree(root: &Path) -> BTreeMap<String, String> {
     fn walk(dir: &Path, root: &Path, out: &mut BTreeMap<String, String>) {
         for e in std::fs::read_dir(dir).unwrap().flatten() {
             let path = e.path();
             let rel = path.strip_prefix(root).unwrap().display().to_string();
-            if rel == ".build-cache" {
+            if rel == ".build-cache" || rel == "flamenco-build.toml" {
                 continue;
             }
             let meta = std::fs::symlink_metadata(&path).unwrap();
@@ -139,11 +203,19 @@ fn the_example_builds_across_two_workers_each_on_its_own_engine() {
     require_toolchain_images();
     let pg = Postgres::start();
     let grid = BuildGrid::start_exec(&pg);
+    let images = OwnTags::of(&EXAMPLE_IMAGES);
+    let example = || {
+        let p = Project::example();
+        let config = p.path().join("flamenco-build.toml");
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(&config, images.apply(&text)).unwrap();
+        p
+    };
     // The reference: a local build of another copy, while the images load into the engines.
-    let local = Project::example();
+    let local = example();
     let (engines, reference) = std::thread::scope(|s| {
         let reference = s.spawn(|| local.build(&["build-optimized"]));
-        let engines = engines_holding(2, &EXAMPLE_IMAGES);
+        let engines = engines_holding(2, &images.all());
         (engines, reference.join().unwrap())
     });
     let reference = reference.ok();
@@ -157,7 +229,7 @@ fn the_example_builds_across_two_workers_each_on_its_own_engine() {
         .map(|(e, id)| Worker::start(&grid, id, &e.host))
         .collect();
     let all: Vec<&Worker> = workers.iter().collect();
-    let p = Project::example();
+    let p = example();
     let args = remote_args(&grid);
     let started = Instant::now();
     let built = p.build(&strs(&args));
@@ -198,7 +270,7 @@ fn the_example_builds_across_two_workers_each_on_its_own_engine() {
     let again = p.build(&strs(&args)).ok();
     assert!(EXAMPLE_TASKS.iter().all(|t| again.up_to_date(t)));
     // A fresh clone: the engine's action cache answers every task; no worker runs any.
-    let fresh = Project::example();
+    let fresh = example();
     let t = Instant::now();
     let hits = fresh.build(&strs(&args)).ok();
     eprintln!(
@@ -233,10 +305,10 @@ fn the_example_builds_across_two_workers_each_on_its_own_engine() {
 
 /// Two tasks on the small Debian image: `first`, then `slow`, which sleeps `SLEEP` seconds
 /// before it writes three files (so a fault lands while it runs).
-fn fault_project() -> Project {
+fn fault_project(images: &OwnTags) -> Project {
     let p = Project::tiny(&format!(
         r#"[toolchains.deb]
-image = "{DEBIAN}"
+image = "{}"
 
 [tasks.first]
 toolchain = "deb"
@@ -254,7 +326,8 @@ run = "sleep $SLEEP; mkdir -p out/slow; for i in 1 2 3; do echo $i > out/slow/$i
 
 [remote]
 queue_timeout = "60s"
-"#
+"#,
+        images.own(DEBIAN)
     ));
     p.write("src/a.txt", "a\n");
     p
@@ -308,10 +381,11 @@ fn the_engine_stopped_mid_build_is_named_and_leaves_nothing_half_written() {
     require_toolchain_images();
     let pg = Postgres::start();
     let mut grid = BuildGrid::start_exec(&pg);
+    let images = OwnTags::of(&[DEBIAN]);
     let engine = SecondEngine::start();
-    engine.load(DEBIAN);
+    engine.load(images.own(DEBIAN));
     let worker = Worker::start(&grid, &bot("dist-stop"), &engine.host);
-    let p = fault_project();
+    let p = fault_project(&images);
     let build = build_until_slow_runs(&p, &grid, &worker, "8");
     let stopped = Instant::now();
     grid.kill();
@@ -346,10 +420,11 @@ fn ctrl_c_cancels_the_operation_and_the_worker_removes_its_container() {
     require_toolchain_images();
     let pg = Postgres::start();
     let grid = BuildGrid::start_exec(&pg);
+    let images = OwnTags::of(&[DEBIAN]);
     let engine = SecondEngine::start();
-    engine.load(DEBIAN);
+    engine.load(images.own(DEBIAN));
     let worker = Worker::start(&grid, &bot("dist-int"), &engine.host);
-    let p = fault_project();
+    let p = fault_project(&images);
     let mut build = build_until_slow_runs(&p, &grid, &worker, "60");
     let interrupted = Instant::now();
     build.signal(Signal::SIGINT);
