@@ -43,6 +43,8 @@ pub(crate) struct Runner {
     pub(crate) user: (u32, u32),
     /// Each lease gets a folder below it, removed when the lease ends.
     pub(crate) scratch: PathBuf,
+    /// The image references to advertise (`--image`); empty: every tagged image.
+    pub(crate) images: Vec<String>,
 }
 
 impl Runner {

@@ -56,6 +56,11 @@ pub struct WorkerArgs {
     /// The volume every task mounts at /cache.
     #[arg(long, value_name = "NAME", default_value = WORKER_CACHE_VOLUME)]
     pub cache_volume: String,
+    /// Advertise only this image reference (e.g. flamenco-build/go:1.23; repeatable). Default:
+    /// every tagged image of the engine. BuildGrid matches on every subset of a worker's
+    /// properties, so an engine with many tags makes registration slow.
+    #[arg(long = "image", value_name = "REFERENCE")]
+    pub images: Vec<String>,
     /// After SIGTERM, how long held leases may take to finish before they are given back.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub grace: u64,
@@ -111,6 +116,7 @@ pub async fn run(args: &WorkerArgs, labels: &[(String, String)]) -> Result<()> {
                 nix::unistd::getgid().as_raw(),
             ),
             scratch: scratch.path().to_path_buf(),
+            images: args.images.clone(),
         };
         engines.push(engine);
         let session = Session {

@@ -12,21 +12,30 @@ use crate::fingerprint::action::CONTAINER_IMAGE;
 /// images the worker says so, since each one doubles the server's work at registration.
 const MANY_IMAGES: usize = 12;
 
-/// The device properties of a worker on `engine`, sorted, each once.
-pub(crate) async fn device_properties(engine: &DockerEngine) -> Result<Vec<(String, String)>> {
+/// The device properties of a worker on `engine`, sorted, each once; only the references in
+/// `only` when it names any (`--image`).
+pub(crate) async fn device_properties(
+    engine: &DockerEngine,
+    only: &[String],
+) -> Result<Vec<(String, String)>> {
     let opts = ListImagesOptionsBuilder::new().build();
     let images = engine
         .docker
         .list_images(Some(opts))
         .await
         .map_err(engine.err("listing the engine's images"))?;
-    let tagged = images.into_iter().map(|i| (i.repo_tags, i.id));
+    let tagged = images.into_iter().map(|i| {
+        let tags = i.repo_tags.into_iter();
+        let tags = tags.filter(|t| only.is_empty() || only.contains(t));
+        (tags.collect(), i.id)
+    });
     let props = properties_of(tagged);
     if props.len() > MANY_IMAGES + 1 {
         tracing::warn!(
             images = props.len() - 1,
             "this engine holds many tagged images; the server matches workers on every subset \
-             of their properties"
+             of their properties (BuildGrid may take minutes to register this worker): name the \
+             toolchain images with --image"
         );
     }
     Ok(props)

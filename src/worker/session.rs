@@ -114,7 +114,9 @@ impl Session {
             } as i32;
             session.leases = leases_to_send(held, &give_back);
             let idle = held.is_none() && give_back.is_empty() && !draining;
-            if idle && let Ok(props) = device_properties(&self.runner.engine).await {
+            if idle
+                && let Ok(props) = device_properties(&self.runner.engine, &self.runner.images).await
+            {
                 session.worker = Some(worker_of(&props));
             }
             let answer = if idle {
@@ -237,7 +239,7 @@ impl Session {
     }
 
     async fn create(&self) -> Result<BotSession, tonic::Status> {
-        let props = device_properties(&self.runner.engine)
+        let props = device_properties(&self.runner.engine, &self.runner.images)
             .await
             .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
         let request = bots::CreateBotSessionRequest {

@@ -31,6 +31,9 @@ impl Worker {
         cmd.args(["worker", "--server", &grid.url(), "--bot-id", id])
             .args(["--engine", engine, "--grace", "60"])
             .args(["--cache-volume", &volume_of(id)])
+            // Only the image the tests use: BuildGrid registers a worker in time exponential in
+            // its properties, and a test machine's engine may hold many tags.
+            .args(["--image", IMAGE])
             .env("FLAMENCO_BUILD_LOG", "flamenco_build=debug");
         let process = Process::spawn("worker", cmd, &dir.path().join("worker.log"));
         Worker {

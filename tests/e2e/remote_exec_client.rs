@@ -23,6 +23,8 @@ impl Worker {
         let child = Command::new(env!("CARGO_BIN_EXE_flamenco-build"))
             .args(["worker", "--server", &grid.url(), "--bot-id", id])
             .args(["--cache-volume", &volume])
+            // Only the image the tests use (see remote_exec.rs).
+            .args(["--image", "flamenco-build/go:1.23"])
             .env("FLAMENCO_BUILD_LOG", "flamenco_build=debug")
             .stdout(log.reopen().unwrap())
             .stderr(Stdio::from(log.reopen().unwrap()))
