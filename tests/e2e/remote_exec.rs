@@ -35,6 +35,22 @@ impl Worker {
             // its properties, and a test machine's engine may hold many tags.
             .args(["--image", IMAGE])
             .env("FLAMENCO_BUILD_LOG", "flamenco_build=debug");
+        Worker::spawn(cmd, id, engine, dir)
+    }
+
+    /// A worker on an engine of the test's own, which holds only the images the test loaded
+    /// into it: it offers them all (no `--image`).
+    pub(crate) fn start_on_own_engine(grid: &BuildGrid, id: &str, engine: &str) -> Worker {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_flamenco-build"));
+        cmd.args(["worker", "--server", &grid.url(), "--bot-id", id])
+            .args(["--engine", engine, "--grace", "60"])
+            .args(["--cache-volume", &volume_of(id)])
+            .env("FLAMENCO_BUILD_LOG", "flamenco_build=debug");
+        Worker::spawn(cmd, id, engine, dir)
+    }
+
+    fn spawn(cmd: Command, id: &str, engine: &str, dir: tempfile::TempDir) -> Worker {
         let process = Process::spawn("worker", cmd, &dir.path().join("worker.log"));
         Worker {
             process,

@@ -226,7 +226,7 @@ fn the_example_builds_across_two_workers_each_on_its_own_engine() {
     let workers: Vec<Worker> = engines
         .iter()
         .zip(&ids)
-        .map(|(e, id)| Worker::start(&grid, id, &e.host))
+        .map(|(e, id)| Worker::start_on_own_engine(&grid, id, &e.host))
         .collect();
     let all: Vec<&Worker> = workers.iter().collect();
     let p = example();
@@ -384,7 +384,7 @@ fn the_engine_stopped_mid_build_is_named_and_leaves_nothing_half_written() {
     let images = OwnTags::of(&[DEBIAN]);
     let engine = SecondEngine::start();
     engine.load(images.own(DEBIAN));
-    let worker = Worker::start(&grid, &bot("dist-stop"), &engine.host);
+    let worker = Worker::start_on_own_engine(&grid, &bot("dist-stop"), &engine.host);
     let p = fault_project(&images);
     let build = build_until_slow_runs(&p, &grid, &worker, "8");
     let stopped = Instant::now();
@@ -423,7 +423,7 @@ fn ctrl_c_cancels_the_operation_and_the_worker_removes_its_container() {
     let images = OwnTags::of(&[DEBIAN]);
     let engine = SecondEngine::start();
     engine.load(images.own(DEBIAN));
-    let worker = Worker::start(&grid, &bot("dist-int"), &engine.host);
+    let worker = Worker::start_on_own_engine(&grid, &bot("dist-int"), &engine.host);
     let p = fault_project(&images);
     let mut build = build_until_slow_runs(&p, &grid, &worker, "60");
     let interrupted = Instant::now();
