@@ -239,6 +239,7 @@ fn the_example_builds_across_two_workers_each_on_its_own_engine() {
     for task in EXAMPLE_TASKS {
         assert!(built.ran(task), "{task}: {}", built.run.all());
         let t = built.task_json(task);
+        assert!(t["engine_cache"].is_null(), "{task} ran: {t}");
         let worker = t["worker"]
             .as_str()
             .unwrap_or_else(|| panic!("{task}: {t}"));
@@ -281,6 +282,7 @@ fn the_example_builds_across_two_workers_each_on_its_own_engine() {
         let j = hits.task_json(task);
         assert!(hits.done(task), "{task}: {j}");
         assert!(j["worker"].is_null(), "{task} ran on a worker again: {j}");
+        assert_eq!(j["engine_cache"], "hit", "{task}: {j}");
     }
     let diff = differences(&tree(fresh.path()), &want);
     assert!(
