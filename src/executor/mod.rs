@@ -76,6 +76,8 @@ pub struct Timings {
     pub remove: Duration,
     /// The remote worker that ran the task, when a remote engine says.
     pub worker: Option<String>,
+    /// A remote engine answered from its action cache: the task ran nowhere in this build.
+    pub engine_cached: bool,
 }
 
 impl Timings {

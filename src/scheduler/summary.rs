@@ -223,6 +223,10 @@ fn task_json(name: &str, state: &TaskState) -> serde_json::Value {
             if let Some(w) = &o.run.worker {
                 v["worker"] = json!(w);
             }
+            if o.run.engine_cached {
+                // Nothing ran: the remote engine's action cache held the result.
+                v["engine_cache"] = json!("hit");
+            }
         }
         TaskState::Failed(e) => v["error"] = json!(e),
         _ => {}

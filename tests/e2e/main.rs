@@ -18,5 +18,6 @@ mod remote_cache;
 mod remote_engine;
 mod remote_exec;
 mod remote_exec_client;
+mod remote_exec_distributed;
 mod servers_smoke;
 mod workflow;

@@ -108,15 +108,21 @@ impl SecondEngine {
 
     /// `docker save` from the machine's engine, `docker load` into this one.
     pub(crate) fn load(&self, image: &str) {
-        let status = Command::new("sh")
+        self.load_all(&[image]);
+    }
+
+    /// [`SecondEngine::load`] for several images in one stream (layers they share go once).
+    pub(crate) fn load_all(&self, images: &[&str]) {
+        let images = images.join(" ");
+        let status = Command::new("bash")
             .arg("-c")
             .arg(format!(
-                "docker save {image} | docker -H {} load -q",
+                "set -o pipefail; docker save {images} | docker -H {} load -q",
                 self.host
             ))
             .status()
             .unwrap();
-        assert!(status.success(), "loading {image} into the second engine");
+        assert!(status.success(), "loading {images} into the second engine");
     }
 }
 

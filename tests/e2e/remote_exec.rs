@@ -15,16 +15,17 @@ use crate::support::{docker_lines, repo, require_toolchain_images};
 
 const IMAGE: &str = "flamenco-build/debian:bookworm";
 
-/// A worker process of the test's own, named `id`, on `engine`.
-struct Worker {
-    process: Process,
-    id: String,
+/// A worker process of the test's own, named `id`, on `engine`; on drop it is killed and its
+/// containers and cache volume on `engine` removed.
+pub(crate) struct Worker {
+    pub(crate) process: Process,
+    pub(crate) id: String,
     engine: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Worker {
-    fn start(grid: &BuildGrid, id: &str, engine: &str) -> Worker {
+    pub(crate) fn start(grid: &BuildGrid, id: &str, engine: &str) -> Worker {
         let dir = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_flamenco-build"));
         cmd.args(["worker", "--server", &grid.url(), "--bot-id", id])
@@ -34,17 +35,38 @@ impl Worker {
             // its properties, and a test machine's engine may hold many tags.
             .args(["--image", IMAGE])
             .env("FLAMENCO_BUILD_LOG", "flamenco_build=debug");
+        Worker::spawn(cmd, id, engine, dir)
+    }
+
+    /// A worker on an engine of the test's own, which holds only the images the test loaded
+    /// into it: it offers them all (no `--image`).
+    pub(crate) fn start_on_own_engine(grid: &BuildGrid, id: &str, engine: &str) -> Worker {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_flamenco-build"));
+        cmd.args(["worker", "--server", &grid.url(), "--bot-id", id])
+            .args(["--engine", engine, "--grace", "60"])
+            .args(["--cache-volume", &volume_of(id)])
+            .env("FLAMENCO_BUILD_LOG", "flamenco_build=debug");
+        Worker::spawn(cmd, id, engine, dir)
+    }
+
+    fn spawn(cmd: Command, id: &str, engine: &str, dir: tempfile::TempDir) -> Worker {
         let process = Process::spawn("worker", cmd, &dir.path().join("worker.log"));
         Worker {
             process,
             id: id.to_string(),
             engine: engine.to_string(),
-            _dir: dir,
+            dir,
         }
     }
 
+    /// Its whole log (debug level).
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("worker.log")).unwrap_or_default()
+    }
+
     /// The worker's containers on its engine.
-    fn containers(&self) -> Vec<String> {
+    pub(crate) fn containers(&self) -> Vec<String> {
         let label = format!("label=dev.flamenco-build.worker={}", self.id);
         docker_lines(&["-H", &self.engine, "ps", "-aq", "--filter", &label])
     }
@@ -66,6 +88,13 @@ fn volume_of(id: &str) -> String {
 impl Drop for Worker {
     fn drop(&mut self) {
         self.process.kill();
+        // A worker killed mid-task leaves its container behind.
+        let left = self.containers();
+        if !left.is_empty() {
+            let mut args = vec!["-H", &self.engine, "rm", "-f"];
+            args.extend(left.iter().map(String::as_str));
+            let _ = Command::new("docker").args(&args).output();
+        }
         let _ = Command::new("docker")
             .args([
                 "-H",
@@ -205,7 +234,4 @@ fn a_worker_killed_mid_task_loses_the_job_to_the_other_worker() {
     assert_eq!(v["worker"], "w-b", "{v}");
     assert_eq!(v["outputs"]["out/x"], "ok\n", "{v}");
     eprintln!("recovered from the SIGKILL in {:?}", started.elapsed());
-    for c in a.containers() {
-        let _ = Command::new("docker").args(["rm", "-f", &c]).output();
-    }
 }

@@ -34,6 +34,7 @@ pub(super) fn timings(
         run: ours.execute,
         download: ours.download,
         worker,
+        engine_cached: cached,
         ..Timings::default()
     };
     let Some(m) = meta.filter(|_| !cached) else {
@@ -110,6 +111,7 @@ mod tests {
         assert_eq!(t.remove, Duration::from_millis(200));
         let cached = timings(Some(&meta), true, ours);
         assert_eq!(cached.worker, None);
+        assert!(cached.engine_cached && !t.engine_cached);
         assert_eq!(cached.run, ours.execute);
         assert_eq!(
             between(&at(5, 0), &at(4, 0)),

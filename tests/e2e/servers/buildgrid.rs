@@ -76,6 +76,11 @@ impl BuildGrid {
         self.process.running()
     }
 
+    /// Stops it now, as a crash would (SIGKILL to its process group).
+    pub(crate) fn kill(&mut self) {
+        self.process.kill();
+    }
+
     /// The end of its log, for a failing test's message.
     pub(crate) fn log_tail(&self) -> String {
         self.process.tail()

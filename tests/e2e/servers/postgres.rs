@@ -72,6 +72,21 @@ impl Postgres {
         format!("postgresql+psycopg2://bgd@127.0.0.1:{}/bgd", self.port)
     }
 
+    /// The rows `sql` returns, unaligned (`psql -At`): what BuildGrid recorded in its tables.
+    pub(crate) fn query(&self, sql: &str) -> String {
+        let out = Command::new(bin_dir().join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", "bgd", "-d", "bgd", "-At", "-c", sql])
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "psql `{sql}`: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// initdb, start, createdb and BuildGrid's migrations, together.
     pub(crate) fn startup(&self) -> Duration {
         self.startup
