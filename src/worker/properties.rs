@@ -1,6 +1,7 @@
-//! What a worker advertises: `OSFamily=linux` and, for every tag its engine holds, a
-//! `container-image` = `{tag}@{image id}`, the value our client's actions ask for. BuildGrid
-//! matches an action to a worker holding every property the action names.
+//! What a worker advertises: `OSFamily=linux` and, for every tag its engine holds (but the content
+//! tags beside a toolchain's tag), a `container-image` = `{tag}@{image id}`, the value our
+//! client's actions ask for. BuildGrid matches an action to a worker holding every property the
+//! action names.
 
 use bollard::query_parameters::ListImagesOptionsBuilder;
 
@@ -25,9 +26,15 @@ pub(crate) async fn device_properties(
         .await
         .map_err(engine.err("listing the engine's images"))?;
     let tagged = images.into_iter().map(|i| {
-        let tags = i.repo_tags.into_iter();
-        let tags = tags.filter(|t| only.is_empty() || only.contains(t));
-        (tags.collect(), i.id)
+        let tags = if only.is_empty() {
+            without_content_tags(i.repo_tags)
+        } else {
+            i.repo_tags
+                .into_iter()
+                .filter(|t| only.contains(t))
+                .collect()
+        };
+        (tags, i.id)
     });
     let props = properties_of(tagged);
     if props.len() > MANY_IMAGES + 1 {
@@ -39,6 +46,21 @@ pub(crate) async fn device_properties(
         );
     }
     Ok(props)
+}
+
+/// An image's tags without the content tags `scripts/toolchain-images.sh` gives next to a
+/// toolchain's name (`go:1.23-c2e1e9741904a` beside `go:1.23`): actions name the toolchain's tag,
+/// and every property offered doubles BuildGrid's work when the worker registers.
+fn without_content_tags(tags: Vec<String>) -> Vec<String> {
+    let is_content_of = |t: &str, alias: &str| {
+        t.strip_prefix(alias)
+            .and_then(|rest| rest.strip_prefix("-c"))
+            .is_some_and(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    tags.iter()
+        .filter(|t| !tags.iter().any(|alias| is_content_of(t, alias)))
+        .cloned()
+        .collect()
 }
 
 fn properties_of(images: impl Iterator<Item = (Vec<String>, String)>) -> Vec<(String, String)> {
@@ -59,6 +81,24 @@ fn properties_of(images: impl Iterator<Item = (Vec<String>, String)>) -> Vec<(St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_tags_beside_their_toolchain_tag_are_not_offered() {
+        let tags = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            without_content_tags(tags(&["go:1.23", "go:1.23-c2e1e9741904a", "go:x"])),
+            tags(&["go:1.23", "go:x"])
+        );
+        // Alone, a content tag is the only name the image has: kept.
+        assert_eq!(
+            without_content_tags(tags(&["go:1.23-c2e1e9741904a"])),
+            tags(&["go:1.23-c2e1e9741904a"])
+        );
+        assert_eq!(
+            without_content_tags(tags(&["go:1.23", "go:1.23-cnothex"])),
+            tags(&["go:1.23", "go:1.23-cnothex"])
+        );
+    }
 
     #[test]
     fn every_tag_is_an_image_property_with_its_id() {

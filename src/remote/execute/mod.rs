@@ -8,6 +8,7 @@
 mod in_flight;
 mod inputs;
 mod operation;
+mod queue_clock;
 mod response;
 mod settings;
 mod status;
@@ -15,7 +16,6 @@ mod timings;
 mod watch;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub use settings::ExecutorSettings;
@@ -27,16 +27,16 @@ use crate::remote::RemoteError;
 use crate::remote::grpc::GrpcStorage;
 use in_flight::InFlight;
 use operation::Stopped;
+use queue_clock::QueueClock;
 use timings::Measured;
 use watch::{Streamed, Watch};
 
 /// Runs tasks on a remote execution engine, and `local_only` ones on the local engine.
 pub(crate) struct RemoteExecutor {
     storage: GrpcStorage,
-    queue_timeout: Duration,
     in_flight: InFlight,
-    /// When a task of this build last moved on the engine (left the queue, or ended).
-    last_moved: Mutex<Instant>,
+    /// When a queued task is judged stuck.
+    queue: QueueClock,
     local: DockerExecutor,
     /// Where blobs and logs pass through on their way (the cache folder's `tmp`).
     scratch: PathBuf,
@@ -54,9 +54,8 @@ impl RemoteExecutor {
             .with_keep_alive();
         Ok(RemoteExecutor {
             storage,
-            queue_timeout: settings.queue_timeout,
+            queue: QueueClock::new(settings.queue_timeout),
             in_flight: InFlight::default(),
-            last_moved: Mutex::new(Instant::now()),
             local,
             scratch,
         })
@@ -67,17 +66,6 @@ impl RemoteExecutor {
     pub(crate) async fn cancel_all(&self) {
         let names = self.in_flight.take_all();
         futures_util::future::join_all(names.iter().map(|n| self.cancel(n))).await;
-    }
-
-    /// When a task queued at `since` has waited too long: `queue_timeout` after it was queued
-    /// or after anything of the build last moved, whichever is later.
-    fn queue_deadline(&self, since: Instant) -> Instant {
-        let moved = *self.last_moved.lock().expect("last moved");
-        since.max(moved) + self.queue_timeout
-    }
-
-    fn moved(&self) {
-        *self.last_moved.lock().expect("last moved") = Instant::now();
     }
 
     fn storage_timeout(&self) -> Duration {

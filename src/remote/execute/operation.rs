@@ -129,14 +129,15 @@ impl RemoteExecutor {
     ) -> Followed {
         let mut progressed = false;
         let mut queued = true;
+        let mut _executing = None;
         loop {
             let next = if queued {
-                let deadline = self.queue_deadline(queued_since);
+                let deadline = self.queue.deadline(queued_since);
                 tokio::select! {
                     m = stream.message() => m,
                     () = tokio::time::sleep_until(deadline.into()) => {
-                        if self.queue_deadline(queued_since) <= Instant::now() {
-                            return Followed::Stuck(self.queue_timeout);
+                        if self.queue.deadline(queued_since) <= Instant::now() {
+                            return Followed::Stuck(self.queue.timeout());
                         }
                         continue;
                     }
@@ -162,12 +163,13 @@ impl RemoteExecutor {
                 *name = Some(op.name.clone());
             }
             if op.done {
-                self.moved();
+                self.queue.moved();
                 return Followed::Done(Box::new(op));
             }
-            if stage(&op).is_some_and(|s| s == Stage::Executing || s == Stage::Completed) {
+            if queued && stage(&op).is_some_and(|s| s == Stage::Executing || s == Stage::Completed)
+            {
                 queued = false;
-                self.moved();
+                _executing = Some(self.queue.executing());
             }
         }
     }
