@@ -37,14 +37,18 @@ pub enum Error {
     },
 
     #[error(
-        "toolchain `{toolchain}` needs image `{image}`, which is not available:\n{attempts}\n  \
+        "toolchain `{toolchain}` needs image `{image}`{why}, which is not available:\n{attempts}\n  \
          provide it one of three ways: build or load it locally (for this repository's images: \
-         scripts/toolchain-images.sh), make it pullable from a registry, or give the toolchain a \
+         {script}), make it pullable from a registry, or give the toolchain a \
          `dockerfile` in flamenco-build.toml"
     )]
     ImageUnavailable {
         toolchain: String,
         image: String,
+        /// " (go 1.26.2 in go.mod)" when something picked the image, else empty.
+        why: String,
+        /// The command that makes it, when it is one of this repository's images.
+        script: String,
         attempts: String,
     },
 

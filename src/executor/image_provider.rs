@@ -109,6 +109,11 @@ impl<'a> ImageProvider<'a> {
         Err(Error::ImageUnavailable {
             toolchain: tc.name.clone(),
             image: tc.image.clone(),
+            why: match tc.why.contains(" in go.mod") {
+                true => format!(" ({})", tc.why),
+                false => String::new(),
+            },
+            script: make_command(&tc.image),
             attempts: attempts.join("\n"),
         })
     }
@@ -231,6 +236,15 @@ fn context_tar(context: &Path, dockerfile: &Path) -> std::io::Result<(Vec<u8>, S
         }
     };
     Ok((b.into_inner()?, name))
+}
+
+/// How this repository makes an image: `scripts/toolchain-images.sh flamenco-build/go:1.26` for
+/// one of its own (the script makes only the default set unless named), else the script's name.
+fn make_command(image: &str) -> String {
+    match image.starts_with("flamenco-build/") {
+        true => format!("scripts/toolchain-images.sh {image}"),
+        false => "scripts/toolchain-images.sh".to_string(),
+    }
 }
 
 #[cfg(test)]
