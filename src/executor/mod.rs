@@ -11,6 +11,7 @@ mod docker;
 mod image_provider;
 mod local;
 mod log_tail;
+pub(crate) mod offline;
 mod outputs;
 mod run_registry;
 pub mod tarball;

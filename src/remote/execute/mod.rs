@@ -187,7 +187,7 @@ impl Executor for RemoteExecutor {
             (job.log)(line);
         }
         if result.exit_code != 0 {
-            return Err(logs.failure(task, result.exit_code));
+            return Err(logs.failure(task, job.task.network, result.exit_code));
         }
         let meta = result.execution_metadata.clone();
         self.outputs(job.task, &action.key(), result, staging)
