@@ -12,6 +12,7 @@ mod cache;
 mod core_loop;
 mod dockerfile_dev;
 mod faults;
+mod flamenco_today;
 mod parallel;
 mod reliability;
 mod remote_cache;
