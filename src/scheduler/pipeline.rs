@@ -80,6 +80,9 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
             .from_cache(mode, task, &mut keyed, &mut outcome)
             .await?
         {
+            if self.check_reproducible {
+                self.check_hit(task, &keyed, &mut outcome).await?;
+            }
             return Ok(self.finish_outcome(outcome, started, CACHE_ROW));
         }
         self.run_and_save(mode, task, keyed, dep_outputs, outcome)
@@ -104,14 +107,41 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
             true => Some(self.uncached_action(task, &files).await?),
             false => None,
         };
+        let again = self
+            .check_reproducible
+            .then(|| (files.clone(), action.clone()));
         let ran = self.run_staged(task, files, action).await;
         self.workspace.check_root()?;
         let (run, staging) = ran?;
         outcome.run = run;
+        if let Some((files, action)) = again {
+            let first = staged_manifest(task, staging.path()).await?;
+            let check = self.check_again(task, files, action, staging.path(), &first);
+            outcome.repro = Some(check.await?);
+        }
         self.place(staging.path(), task).await?;
         outcome.index = self.index(&task.name);
         self.clock_out(&mut outcome);
         Ok(outcome)
+    }
+
+    /// `--check-reproducible` on a hit: the task runs once more and its outputs are compared with
+    /// the cached ones, which the workspace now holds.
+    async fn check_hit(
+        self: &Arc<Self>,
+        task: &Task,
+        keyed: &Keyed,
+        outcome: &mut TaskOutcome,
+    ) -> Result<()> {
+        let (ctx, name, inputs) = (self.clone(), task.name.clone(), keyed.inputs.clone());
+        let files = off_async_workers(&task.name, move || {
+            ctx.with_dep_outputs(ctx.task(&name), inputs)
+        })
+        .await?;
+        let (action, root) = (Some(keyed.action.clone()), self.config.root.clone());
+        let check = self.check_again(task, files, action, &root, &outcome.outputs);
+        outcome.repro = Some(check.await?);
+        Ok(())
     }
 
     /// `build` on an executor that needs the task's `Action`: every file it is given hashed now
@@ -335,6 +365,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         })
         .await?;
         let given = files.clone();
+        let again = self.check_reproducible.then(|| files.clone());
         let ran = self
             .run_staged(task, files, Some(keyed.action.clone()))
             .await;
@@ -345,6 +376,11 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
             .given_files_changed(mode, task, given, &keyed.recipe, dep_outputs)
             .await?;
         let manifest = staged_manifest(task, staging.path()).await?;
+        if let Some(files) = again {
+            let action = Some(keyed.action.clone());
+            let check = self.check_again(task, files, action, staging.path(), &manifest);
+            outcome.repro = Some(check.await?);
+        }
         let t = Instant::now();
         if !self.workspace.disk_full() && !changed {
             self.saved.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -441,7 +477,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
 
     /// Runs the task with its outputs staged in the cache folder; when that folder's disk is
     /// full, runs it again staged next to the workspace, and stays there for the rest of the build.
-    async fn run_staged(
+    pub(super) async fn run_staged(
         &self,
         task: &Task,
         files: Vec<InputFile>,

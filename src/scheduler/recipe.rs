@@ -1,6 +1,7 @@
 //! A task's key recipe: its command, outputs, toolchain and env, the digests of its inputs and
 //! the output manifests of its dependencies; and the values of the host variables it declares
-//! (GITHASH derived from the project's git when the host does not set it).
+//! (GITHASH derived from the project's git when the host does not set it). Every task also gets
+//! SOURCE_DATE_EPOCH, the time reproducible tools stamp into what they make instead of "now".
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -87,10 +88,18 @@ impl<E> Context<E> {
     }
 }
 
-/// The declared host variables and their values (None: unset).
+/// Given to every task, declared or not (a toolchain's env may still set it).
+pub(crate) const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
+
+/// The declared host variables and their values (None: unset), and SOURCE_DATE_EPOCH.
 fn declared_env(config: &Config, task: &Task) -> Vec<(String, Option<String>)> {
+    let tc = &config.toolchains[&task.toolchain];
+    let implicit = (!task.env.iter().any(|v| v == SOURCE_DATE_EPOCH)
+        && !tc.env.contains_key(SOURCE_DATE_EPOCH))
+    .then(|| SOURCE_DATE_EPOCH.to_string());
     task.env
         .iter()
+        .chain(implicit.as_ref())
         .map(|var| {
             let v = std::env::var(var)
                 .ok()
@@ -100,12 +109,15 @@ fn declared_env(config: &Config, task: &Task) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
-/// The value flamenco-build gives a derived variable: GITHASH is `git rev-parse --short HEAD`
-/// (asked once per process).
+/// The value flamenco-build gives a derived variable (each asked once per process): GITHASH is
+/// `git rev-parse --short HEAD`; SOURCE_DATE_EPOCH the time of the last commit that touched the
+/// project's folder, else 0, so that two clones of one commit stamp the same time.
 fn derived_env(var: &str, root: &Path) -> Option<String> {
     static GITHASH: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    static EPOCH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     match var {
         "GITHASH" => GITHASH.get_or_init(|| git_hash(root)).clone(),
+        SOURCE_DATE_EPOCH => Some(EPOCH.get_or_init(|| last_commit_time(root)).clone()),
         _ => None,
     }
 }
@@ -121,6 +133,26 @@ pub fn derive_env_ahead(config: &Config, plan: &[String]) {
         let root = config.root.clone();
         std::thread::spawn(move || derived_env("GITHASH", &root));
     }
+    if std::env::var_os(SOURCE_DATE_EPOCH).is_none() {
+        let root = config.root.clone();
+        std::thread::spawn(move || derived_env(SOURCE_DATE_EPOCH, &root));
+    }
+}
+
+/// `git log -1 --format=%ct -- .` in the project: the last commit that touched it; "0" outside
+/// git or before the first commit.
+fn last_commit_time(root: &Path) -> String {
+    std::process::Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["log", "-1", "--format=%ct", "--", "."])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+        .unwrap_or_else(|| "0".to_string())
 }
 
 fn git_hash(root: &Path) -> Option<String> {

@@ -19,5 +19,6 @@ mod remote_cache;
 mod remote_engine;
 mod remote_exec;
 mod remote_exec_client;
+mod reproducible;
 mod servers_smoke;
 mod workflow;
