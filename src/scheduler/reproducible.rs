@@ -91,7 +91,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         first: &Manifest,
     ) -> Result<ReproCheck> {
         self.reporter.line(&format!(
-            "check-reproducible: running {} again in a fresh container",
+            "check-reproducible: running {} once more from the same inputs",
             task.name
         ));
         let (_, staging) = self.run_staged(task, files, action).await?;

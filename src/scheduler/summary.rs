@@ -199,7 +199,8 @@ impl BuildSummary {
             }
         }
         lines.push(format!(
-            "Reproducibility: {tasks} tasks checked, {files} files compared, {differ} differ"
+            "Reproducibility: {tasks} task{} checked, {files} files compared, {differ} differ",
+            if tasks == 1 { "" } else { "s" }
         ));
         (lines, differ)
     }
