@@ -110,7 +110,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         let again = self
             .check_reproducible
             .then(|| (files.clone(), action.clone()));
-        let ran = self.run_staged(task, files, action).await;
+        let ran = self.run_staged(task, files, action, false).await;
         self.workspace.check_root()?;
         let (run, staging) = ran?;
         outcome.run = run;
@@ -367,7 +367,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         let given = files.clone();
         let again = self.check_reproducible.then(|| files.clone());
         let ran = self
-            .run_staged(task, files, Some(keyed.action.clone()))
+            .run_staged(task, files, Some(keyed.action.clone()), false)
             .await;
         self.workspace.check_root()?;
         let (run, staging) = ran?;
@@ -477,14 +477,17 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
 
     /// Runs the task with its outputs staged in the cache folder; when that folder's disk is
     /// full, runs it again staged next to the workspace, and stays there for the rest of the build.
+    /// `fresh`: the task must really run (`--check-reproducible`'s second run), never be answered
+    /// from a remote engine's own cache.
     pub(super) async fn run_staged(
         &self,
         task: &Task,
         files: Vec<InputFile>,
         action: Option<Arc<TaskAction>>,
+        fresh: bool,
     ) -> Result<(Timings, tempfile::TempDir)> {
         let staging = self.workspace.staging(&task.name)?;
-        let first = self.run_in_slot(task, files.clone(), action.clone(), staging.path());
+        let first = self.run_in_slot(task, files.clone(), (action.clone(), fresh), staging.path());
         match first.await {
             Err(e) if e.is_disk_full() && self.workspace.note_disk_full() => {
                 self.reporter.warn(&format!(
@@ -493,7 +496,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
                 drop(staging);
                 let staging = self.workspace.staging(&task.name)?;
                 let run = self
-                    .run_in_slot(task, files, action, staging.path())
+                    .run_in_slot(task, files, (action, fresh), staging.path())
                     .await?;
                 Ok((run, staging))
             }
@@ -506,7 +509,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         &self,
         task: &Task,
         files: Vec<InputFile>,
-        action: Option<Arc<TaskAction>>,
+        action: (Option<Arc<TaskAction>>, bool),
         staging: &std::path::Path,
     ) -> Result<Timings> {
         let queued = Instant::now();
@@ -542,7 +545,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         &self,
         task: &Task,
         files: Vec<InputFile>,
-        action: Option<Arc<TaskAction>>,
+        (action, fresh): (Option<Arc<TaskAction>>, bool),
         staging: &std::path::Path,
         row: usize,
     ) -> Result<Timings> {
@@ -563,6 +566,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
                 reporter.log(&name, line)
             }),
             action,
+            fresh,
         };
         self.executor.run(&job, staging).await
     }

@@ -94,7 +94,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
             "check-reproducible: running {} once more from the same inputs",
             task.name
         ));
-        let (_, staging) = self.run_staged(task, files, action).await?;
+        let (_, staging) = self.run_staged(task, files, action, true).await?;
         let (second_root, outputs) = (staging.path().to_path_buf(), task.outputs.clone());
         let (first_root, first) = (first_root.to_path_buf(), first.clone());
         let check = off_async_workers(&task.name, move || {

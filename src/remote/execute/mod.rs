@@ -121,7 +121,7 @@ impl RemoteExecutor {
             sent.map_err(|e| self.unusable(task, e))?;
             ours.upload += t.elapsed();
             let t = Instant::now();
-            let executed = self.execute(&action.digest).await;
+            let executed = self.execute(&action.digest, job.fresh).await;
             ours.execute += t.elapsed();
             match executed {
                 Ok(r) if again && status::inputs_missing(&r) => again = false,
