@@ -253,7 +253,7 @@ impl Build {
     pub(super) async fn run(self) -> Result<()> {
         // Before anything is written in it (runs, staging): the cache folder must be ours.
         LocalStore::claim(&self.config.cache_dir())?;
-        crate::scheduler::derive_env_ahead(&self.config, &self.plan);
+        crate::scheduler::derive_env_ahead(&self.config);
         match self.args.executor {
             ExecutorKind::Docker | ExecutorKind::Remote => self.run_on_docker().await,
             ExecutorKind::Local => {

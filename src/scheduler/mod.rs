@@ -9,6 +9,7 @@ mod pipeline;
 mod recipe;
 mod reproducible;
 mod slots;
+mod source_date;
 mod summary;
 mod task_files;
 pub(crate) mod walk;

@@ -4,10 +4,10 @@
 //! SOURCE_DATE_EPOCH, the time reproducible tools stamp into what they make instead of "now".
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use super::context::Context;
+use super::source_date;
 use crate::config::{Config, Task};
 use crate::fingerprint::action::{ActionSpec, TaskAction, task_action};
 use crate::fingerprint::{
@@ -103,66 +103,46 @@ fn declared_env(config: &Config, task: &Task) -> Vec<(String, Option<String>)> {
         .map(|var| {
             let v = std::env::var(var)
                 .ok()
-                .or_else(|| derived_env(var, &config.root));
+                .or_else(|| derived_env(var, config, task));
             (var.clone(), v)
         })
         .collect()
 }
 
-/// The value flamenco-build gives a derived variable (each asked once per process): GITHASH is
+/// The value flamenco-build gives a derived variable when the host does not set it: GITHASH is
 /// `git rev-parse --short HEAD`; SOURCE_DATE_EPOCH the time of the last commit that touched the
-/// project's folder, else 0, so that two clones of one commit stamp the same time.
-fn derived_env(var: &str, root: &Path) -> Option<String> {
-    static GITHASH: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    static EPOCH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+/// task's inputs, else 0, so that two clones of one commit stamp the same time and a commit
+/// elsewhere in the project leaves the task's key alone (see [`super::source_date`]).
+fn derived_env(var: &str, config: &Config, task: &Task) -> Option<String> {
     match var {
-        "GITHASH" => GITHASH.get_or_init(|| git_hash(root)).clone(),
-        SOURCE_DATE_EPOCH => Some(EPOCH.get_or_init(|| last_commit_time(root)).clone()),
+        "GITHASH" => source_date::derived(config).githash.clone(),
+        SOURCE_DATE_EPOCH => Some(source_date::derived(config).epoch(&task.name)),
         _ => None,
     }
 }
 
-/// Starts working out, in the background, the derived variables that `plan`'s tasks declare and
-/// the host does not set, so that their first key need not wait for `git`.
-pub fn derive_env_ahead(config: &Config, plan: &[String]) {
-    let wanted = plan
-        .iter()
-        .filter_map(|t| config.tasks.get(t))
-        .any(|t| t.env.iter().any(|v| v == "GITHASH"));
-    if wanted && std::env::var_os("GITHASH").is_none() {
-        let root = config.root.clone();
-        std::thread::spawn(move || derived_env("GITHASH", &root));
+/// The SOURCE_DATE_EPOCH a task gets, and where it comes from, for `--explain`.
+pub(crate) fn epoch_origin(config: &Config, task: &Task) -> (Option<String>, &'static str) {
+    if let Ok(v) = std::env::var(SOURCE_DATE_EPOCH) {
+        return (Some(v), "the host's");
     }
-    if std::env::var_os(SOURCE_DATE_EPOCH).is_none() {
-        let root = config.root.clone();
-        std::thread::spawn(move || derived_env(SOURCE_DATE_EPOCH, &root));
+    if let Some(v) = config.toolchains[&task.toolchain]
+        .env
+        .get(SOURCE_DATE_EPOCH)
+    {
+        return (Some(v.clone()), "the toolchain's env");
     }
+    let v = source_date::derived(config).epoch(&task.name);
+    (
+        Some(v),
+        "the last commit that touched its inputs, 0 if none",
+    )
 }
 
-/// `git log -1 --format=%ct -- .` in the project: the last commit that touched it; "0" outside
-/// git or before the first commit.
-fn last_commit_time(root: &Path) -> String {
-    std::process::Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(["log", "-1", "--format=%ct", "--", "."])
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
-        .unwrap_or_else(|| "0".to_string())
-}
-
-fn git_hash(root: &Path) -> Option<String> {
-    std::process::Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(["rev-parse", "--short", "HEAD"])
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+/// Starts working out, in the background, the values derived from git (see
+/// [`super::source_date`]), so that the first key need not wait for them. Without a change of
+/// HEAD this reads a few small files and spawns no `git`.
+pub fn derive_env_ahead(config: &std::sync::Arc<Config>) {
+    let config = config.clone();
+    std::thread::spawn(move || source_date::derived(&config));
 }
