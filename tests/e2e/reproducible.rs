@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use crate::support::{Built, Project, repo, require_toolchain_images};
+use crate::support::{Built, Project, Run, repo, require_toolchain_images};
 
 /// Exit code of a build whose outputs differ between two runs.
 const NOT_REPRODUCIBLE: i32 = 6;
@@ -130,37 +130,96 @@ fn a_task_writing_the_date_or_a_random_number_is_caught_and_named() {
     assert_eq!(again.task_json("stable")["reproducible"]["files"], 1);
 }
 
-/// SOURCE_DATE_EPOCH reaches every task and is part of its key: the project's last commit time,
-/// else 0.
+const TWO_PARTS: &str = r#"
+[tasks.a]
+toolchain = "go"
+run = "mkdir -p outa && echo \"a $SOURCE_DATE_EPOCH\" > outa/t.txt"
+inputs = ["a", "!a/*.tmp"]
+outputs = ["outa"]
+
+[tasks.b]
+toolchain = "go"
+run = "mkdir -p outb && echo \"b $SOURCE_DATE_EPOCH\" > outb/t.txt"
+inputs = ["b/**"]
+outputs = ["outb"]
+"#;
+
+/// `git -C dir ARGS` with a fixed author and commit time (`date`, ISO 8601).
+fn git_at(dir: &std::path::Path, date: &str, args: &[&str]) {
+    let ok = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+        .args(args)
+        .env("GIT_COMMITTER_DATE", date)
+        .env("GIT_AUTHOR_DATE", date)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "git {args:?}");
+}
+
+/// SOURCE_DATE_EPOCH reaches every task and is part of its key: the time of the last commit
+/// that touched the task's own inputs (0 outside git), so a commit that touches only task a's
+/// inputs changes a's value and leaves b up to date.
 #[test]
-fn every_task_gets_source_date_epoch_and_it_is_in_the_key() {
+fn source_date_epoch_is_the_last_commit_touching_the_tasks_inputs() {
     require_toolchain_images();
-    let p = Project::tiny(STAMPING);
-    let b = p.build(&["build-incremental", "stable"]).ok();
-    let text = std::fs::read_to_string(p.path().join("st/file.txt")).unwrap();
-    assert_eq!(text, "stamped 0\n", "not a git repository: 0");
-    let key = b.task_json("stable")["key"].clone();
-    let git = |args: &[&str]| {
-        let ok = Command::new("git")
-            .arg("-C")
-            .arg(p.path())
-            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-            .args(args)
-            .env("GIT_COMMITTER_DATE", "2024-01-02T03:04:05Z")
-            .env("GIT_AUTHOR_DATE", "2024-01-02T03:04:05Z")
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "git {args:?}");
-    };
-    git(&["init", "-q"]);
-    git(&["add", "flamenco-build.toml"]);
-    git(&["commit", "-qm", "first"]);
-    let b = p.build(&["build-incremental", "stable"]).ok();
-    assert!(b.ran("stable"), "{}", b.run.all());
-    assert_ne!(b.task_json("stable")["key"], key);
-    let text = std::fs::read_to_string(p.path().join("st/file.txt")).unwrap();
-    assert_eq!(text, "stamped 1704164645\n");
+    let p = Project::tiny(TWO_PARTS);
+    p.write("a/x.txt", "1");
+    p.write("b/y.txt", "1");
+    let stamped =
+        |t: &str| std::fs::read_to_string(p.path().join(format!("out{t}/t.txt"))).unwrap();
+    p.build(&["build-incremental"]).ok();
+    assert_eq!(stamped("a"), "a 0\n", "not a git repository: 0");
+    assert_eq!(stamped("b"), "b 0\n");
+    let first = "2024-01-02T03:04:05Z";
+    git_at(p.path(), first, &["init", "-q"]);
+    git_at(p.path(), first, &["add", "flamenco-build.toml", "a", "b"]);
+    git_at(p.path(), first, &["commit", "-qm", "first"]);
+    let b = p.build(&["build-incremental"]).ok();
+    assert!(b.ran("a") && b.ran("b"), "{}", b.run.all());
+    assert_eq!(stamped("a"), "a 1704164645\n");
+    assert_eq!(stamped("b"), "b 1704164645\n");
+    // Only a's input: a's value moves, b stays up to date (its key did not change).
+    p.write("a/x.txt", "2");
+    git_at(
+        p.path(),
+        "2024-02-03T00:00:00Z",
+        &["commit", "-qam", "a only"],
+    );
+    // Neither's input (an excluded file, a file of no task): nothing moves.
+    p.write("a/n.tmp", "x");
+    p.write("other.txt", "x");
+    git_at(
+        p.path(),
+        "2024-03-01T00:00:00Z",
+        &["add", "a/n.tmp", "other.txt"],
+    );
+    git_at(
+        p.path(),
+        "2024-03-01T00:00:00Z",
+        &["commit", "-qm", "elsewhere"],
+    );
+    let b = p.build(&["build-incremental", "--explain"]).ok();
+    assert!(b.ran("a"), "{}", b.run.all());
+    assert!(b.up_to_date("b"), "{}", b.run.all());
+    assert_eq!(stamped("a"), "a 1706918400\n");
+    assert!(
+        b.run
+            .stderr
+            .contains("explain: b: hit, outputs up to date (key ")
+            && b.run
+                .stderr
+                .contains("SOURCE_DATE_EPOCH 1704164645: the last commit that touched its inputs"),
+        "{}",
+        b.run.stderr
+    );
+    // The host's value wins.
+    let mut cmd = p.build_cmd(&["build-incremental", "b"]);
+    let b = Run::from(cmd.env("SOURCE_DATE_EPOCH", "7").output().unwrap()).json();
+    assert!(b.ran("b"), "{}", b.run.all());
+    assert_eq!(stamped("b"), "b 7\n");
 }
 
 /// The local executor (processes, as inside Dockerfile.dev) checks the same way.
