@@ -39,7 +39,7 @@ pub(crate) fn last_commit_time(root: &Path, specs: &[String]) -> String {
     if specs.is_empty() {
         return "0".into();
     }
-    let mut args = vec!["log", "-1", "--format=%ct", "--"];
+    let mut args = vec!["log", "-1", "--no-show-signature", "--format=%ct", "--"];
     args.extend(specs.iter().map(String::as_str));
     git(root, &args)
         .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))

@@ -91,15 +91,7 @@ fn compute(config: &Config) -> Derived {
         .filter(|t| gives_epoch(config, t))
         .map(|t| (t.name.clone(), crate::git::pathspecs(&t.inputs)))
         .collect();
-    let mut tasks = BTreeMap::new();
-    let mut ask: Vec<Vec<String>> = Vec::new();
-    for (name, specs) in &wanted {
-        match old.tasks.get(name).filter(|s| &s.pathspecs == specs) {
-            Some(s) => drop(tasks.insert(name.clone(), s.clone())),
-            None if !ask.contains(specs) => ask.push(specs.clone()),
-            None => {}
-        }
-    }
+    let (mut tasks, ask) = kept_and_asked(&old, &wanted);
     let wants_hash = std::env::var_os("GITHASH").is_none()
         && config
             .tasks
@@ -115,16 +107,10 @@ fn compute(config: &Config) -> Derived {
         };
         (times, githash)
     });
-    for (name, specs) in wanted {
-        if let Some(i) = ask.iter().position(|a| *a == specs) {
+    for (name, pathspecs) in wanted {
+        if let Some(i) = ask.iter().position(|a| *a == pathspecs) {
             let epoch = times[i].clone();
-            tasks.insert(
-                name,
-                SavedTask {
-                    pathspecs: specs,
-                    epoch,
-                },
-            );
+            tasks.insert(name, SavedTask { pathspecs, epoch });
         }
     }
     let saved = Saved {
@@ -142,6 +128,29 @@ fn compute(config: &Config) -> Derived {
         githash: saved.githash,
         epochs: saved.tasks.into_iter().map(|(n, t)| (n, t.epoch)).collect(),
     }
+}
+
+/// The saved values still good for this HEAD (same pathspecs, a number), and the distinct sets
+/// of pathspecs git must be asked about for the others.
+fn kept_and_asked(
+    old: &Saved,
+    wanted: &BTreeMap<String, Vec<String>>,
+) -> (BTreeMap<String, SavedTask>, Vec<Vec<String>>) {
+    let mut kept = BTreeMap::new();
+    let mut ask: Vec<Vec<String>> = Vec::new();
+    for (name, specs) in wanted {
+        let saved = old.tasks.get(name).filter(|s| {
+            &s.pathspecs == specs
+                && !s.epoch.is_empty()
+                && s.epoch.bytes().all(|b| b.is_ascii_digit())
+        });
+        match saved {
+            Some(s) => drop(kept.insert(name.clone(), s.clone())),
+            None if !ask.contains(specs) => ask.push(specs.clone()),
+            None => {}
+        }
+    }
+    (kept, ask)
 }
 
 /// `git log` for each set of pathspecs, a few at once (a large graph must not start hundreds of
