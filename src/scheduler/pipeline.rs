@@ -519,8 +519,16 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
             .lock()
             .expect("lock")
             .insert(task.name.clone());
-        self.reporter
-            .task_started(self.index(&task.name), self.total(), &task.name);
+        if action.1 {
+            // `--check-reproducible`'s second run: the task's "Starting" line was the first's.
+            self.reporter.line(&format!(
+                "check-reproducible: running {} once more from the same inputs",
+                task.name
+            ));
+        } else {
+            self.reporter
+                .task_started(self.index(&task.name), self.total(), &task.name);
+        }
         let start = Instant::now();
         let result = self.run_task(task, files, action, staging, slot.id).await;
         let took = start.elapsed();

@@ -90,10 +90,6 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         first_root: &Path,
         first: &Manifest,
     ) -> Result<ReproCheck> {
-        self.reporter.line(&format!(
-            "check-reproducible: running {} once more from the same inputs",
-            task.name
-        ));
         let (_, staging) = self.run_staged(task, files, action, true).await?;
         let (second_root, outputs) = (staging.path().to_path_buf(), task.outputs.clone());
         let (first_root, first) = (first_root.to_path_buf(), first.clone());

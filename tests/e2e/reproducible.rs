@@ -111,6 +111,20 @@ fn a_task_writing_the_date_or_a_random_number_is_caught_and_named() {
         ["out/date.txt", "out/random.bin"]
     );
     assert_eq!(differing_paths(&b, "stable"), Vec::<String>::new());
+    // One "Starting" line per task: the second run says it is the check.
+    let starting = b
+        .run
+        .stderr
+        .lines()
+        .filter(|l| l.ends_with("Starting stamp"));
+    assert_eq!(starting.count(), 1, "{}", b.run.stderr);
+    assert!(
+        b.run
+            .stderr
+            .contains("check-reproducible: running stamp once more from the same inputs"),
+        "{}",
+        b.run.stderr
+    );
     let date = &b.task_json("stamp")["reproducible"]["differ"][0];
     assert_eq!(date["line"]["number"], 2, "{date}");
     assert_ne!(date["first"]["sha256"], date["second"]["sha256"]);
