@@ -175,7 +175,6 @@ impl<E> Context<E> {
     pub(crate) fn explain(&self, task: &Task, what: &str, key: &TaskKey) {
         if self.cache.as_ref().is_some_and(|c| c.explain) {
             let (epoch, origin) = super::recipe::epoch_origin(&self.config, task);
-            let epoch = epoch.unwrap_or_default();
             self.reporter.line(&format!(
                 "explain: {}: {what} (key {}; SOURCE_DATE_EPOCH {epoch}: {origin})",
                 task.name,

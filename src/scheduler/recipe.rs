@@ -116,27 +116,24 @@ fn declared_env(config: &Config, task: &Task) -> Vec<(String, Option<String>)> {
 fn derived_env(var: &str, config: &Config, task: &Task) -> Option<String> {
     match var {
         "GITHASH" => source_date::derived(config).githash.clone(),
-        SOURCE_DATE_EPOCH => Some(source_date::derived(config).epoch(&task.name)),
+        // A toolchain's env that sets it wins over a task that declares it.
+        SOURCE_DATE_EPOCH => source_date::gives_epoch(config, task)
+            .then(|| source_date::derived(config).epoch(&task.name)),
         _ => None,
     }
 }
 
 /// The SOURCE_DATE_EPOCH a task gets, and where it comes from, for `--explain`.
-pub(crate) fn epoch_origin(config: &Config, task: &Task) -> (Option<String>, &'static str) {
+pub(crate) fn epoch_origin(config: &Config, task: &Task) -> (String, &'static str) {
     if let Ok(v) = std::env::var(SOURCE_DATE_EPOCH) {
-        return (Some(v), "the host's");
+        return (v, "the host's");
     }
-    if let Some(v) = config.toolchains[&task.toolchain]
-        .env
-        .get(SOURCE_DATE_EPOCH)
-    {
-        return (Some(v.clone()), "the toolchain's env");
+    let toolchain = &config.toolchains[&task.toolchain].env;
+    if let Some(v) = toolchain.get(SOURCE_DATE_EPOCH) {
+        return (v.clone(), "the toolchain's env");
     }
     let v = source_date::derived(config).epoch(&task.name);
-    (
-        Some(v),
-        "the last commit that touched its inputs, 0 if none",
-    )
+    (v, "the last commit that touched its inputs, 0 if none")
 }
 
 /// Starts working out, in the background, the values derived from git (see
