@@ -2,15 +2,22 @@
 # Make the pinned toolchain Docker images locally (no registry needed):
 #   flamenco-build/debian:bookworm  debootstrap --variant=minbase bookworm + docker import
 #   flamenco-build/go:1.23          dockerfiles/toolchains/go.Dockerfile   (bookworm-backports)
-#   flamenco-build/node:22          dockerfiles/toolchains/node.Dockerfile (PyPI wheel)
+#   flamenco-build/go:1.24          the same, golang-1.24-go from trixie         (only when named)
+#   flamenco-build/go:1.25, 1.26    the same, from trixie-backports              (only when named)
+#   flamenco-build/node:22          dockerfiles/toolchains/node.Dockerfile (PyPI wheel; Yarn 1 from Debian)
 #   flamenco-build/java:11          dockerfiles/toolchains/java.Dockerfile (PyPI wheels, + openapi-generator)
 #
 # Every image is built as NAME:VERSION-c<12 hex> (a content tag: sha256 over its recipe,
 # this script and, for the toolchains, the base's content tag) and then tagged NAME:VERSION.
 # If the content-tagged image exists, it is only (re)tagged: no debootstrap, no downloads.
 #
-# Usage: scripts/toolchain-images.sh [--prune | --check | --print-tags | --help]
-#   (none)        make whatever is missing, print one line per image
+# Usage: scripts/toolchain-images.sh [--prune | --check | --print-tags | --help] [IMAGE... | --for DIR]
+#   IMAGE         which images: a reference (flamenco-build/go:1.26), its short form (go:1.26) or
+#                 `all`; default: the base, go:1.23, node:22 and java:11 (what the example needs).
+#                 The base is made whenever a toolchain image needs it.
+#   --for DIR     the default images and the Go image DIR's go.mod asks for (its `go` and
+#                 `toolchain` lines, as the built-in Flamenco graph picks it)
+#   (no option)   make whatever is missing, print one line per image
 #   --prune       the same, then remove this script's own stale content-tagged images
 #                 (NAME:VERSION-c<hash> carrying our labels but not the current hash)
 #   --check       exit 0 if every image exists with its current content tag (and the
@@ -30,12 +37,16 @@ DOCKER="${DOCKER:-docker}"
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 LABEL_KEY="dev.flamenco-build.toolchain"
 
-# key | repository | version tag | Dockerfile (empty: the debootstrap base)
+# key | repository | version tag | Dockerfile (empty: the debootstrap base) | build args | made by default
+# The Go images differ only in their build args: Debian suite and exact package version.
 IMAGES=(
-  "debian|flamenco-build/debian|bookworm|"
-  "go|flamenco-build/go|1.23|go.Dockerfile"
-  "node|flamenco-build/node|22|node.Dockerfile"
-  "java|flamenco-build/java|11|java.Dockerfile"
+  "debian|flamenco-build/debian|bookworm|||yes"
+  "go|flamenco-build/go|1.23|go.Dockerfile|GO_MINOR=1.23 GO_SUITE=bookworm-backports GO_DEB_VERSION=1.23.5-1~bpo12+1|yes"
+  "go-1.24|flamenco-build/go|1.24|go.Dockerfile|GO_MINOR=1.24 GO_SUITE=trixie GO_DEB_VERSION=1.24.4-1|"
+  "go-1.25|flamenco-build/go|1.25|go.Dockerfile|GO_MINOR=1.25 GO_SUITE=trixie-backports GO_DEB_VERSION=1.25.12-1~bpo13+1|"
+  "go-1.26|flamenco-build/go|1.26|go.Dockerfile|GO_MINOR=1.26 GO_SUITE=trixie-backports GO_DEB_VERSION=1.26.11-1~bpo13+1|"
+  "node|flamenco-build/node|22|node.Dockerfile||yes"
+  "java|flamenco-build/java|11|java.Dockerfile||yes"
 )
 
 die() { echo "toolchain-images: $*" >&2; exit 2; }
@@ -44,14 +55,48 @@ log() { echo "toolchain-images: $*" >&2; }
 MODE=build
 PRUNE=
 case "${1:-}" in
-  "") ;;
-  --prune) MODE=build; PRUNE=1 ;;
-  --check) MODE=check ;;
-  --print-tags) MODE=print ;;
+  --prune) MODE=build; PRUNE=1; shift ;;
+  --check) MODE=check; shift ;;
+  --print-tags) MODE=print; shift ;;
   -h|--help) sed -n '2,/^set -euo/p' "$SCRIPT_PATH" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-  *) die "unknown option: $1 (try --help)" ;;
 esac
-[ $# -le 1 ] || die "too many arguments"
+
+# The Go minor version a go.mod asks for: the newer of its `go` and `toolchain` lines (Go refuses a
+# module whose `go` line is newer than itself), never older than the oldest image made (1.23).
+go_mod_minor() {
+  local f="$1/go.mod" v best=23 m
+  [ -f "$f" ] || { log "no $f: only the default images"; return 0; }
+  for v in $(sed -nE 's/^[[:space:]]*go[[:space:]]+1\.([0-9]+).*/\1/p; s/^[[:space:]]*toolchain[[:space:]]+go1\.([0-9]+).*/\1/p' "$f"); do
+    m=$((10#$v)); [ "$m" -le "$best" ] || best=$m
+  done
+  echo "1.$best"
+}
+
+# Which images to make: keys, in IMAGES order.
+declare -A WANTED=()
+want() { # a reference, its short form, `all` or `default`
+  local spec key repo ver found=
+  for spec in "${IMAGES[@]}"; do
+    IFS='|' read -r key repo ver _ _ dflt <<<"$spec"
+    case "$1" in
+      all) WANTED[$key]=1; found=1 ;;
+      default) [ -z "$dflt" ] || WANTED[$key]=1; found=1 ;;
+      "$repo:$ver"|"${repo#flamenco-build/}:$ver") WANTED[$key]=1; found=1 ;;
+    esac
+  done
+  [ -n "$found" ] || die "no such image: $1 (this script makes: $(for s in "${IMAGES[@]}"; do IFS='|' read -r _ r v _ <<<"$s"; printf '%s ' "$r:$v"; done))"
+}
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --for) [ $# -ge 2 ] || die "--for needs a folder"
+           want default; minor="$(go_mod_minor "$2")"; [ -z "$minor" ] || want "go:$minor"; shift 2 ;;
+    -*) die "unknown option: $1 (try --help)" ;;
+    *) want "$1"; shift ;;
+  esac
+done
+[ ${#WANTED[@]} -gt 0 ] || want default
+# Every toolchain image is built FROM the base.
+WANTED[debian]=1
 
 sha() { sha256sum | cut -c1-12; }
 # This script's own contribution to every content tag: its text without comment-only
@@ -63,8 +108,10 @@ declare -A CTAG ALIAS CONTENT
 BASE_HASH="$(
   { printf 'base:debootstrap --variant=minbase bookworm %s\n' "$DEBIAN_MIRROR"; script_recipe; } | sha
 )"
+declare -A BUILD_ARGS
 for spec in "${IMAGES[@]}"; do
-  IFS='|' read -r key repo ver dockerfile <<<"$spec"
+  IFS='|' read -r key repo ver dockerfile args _ <<<"$spec"
+  BUILD_ARGS[$key]="$args"
   if [ -z "$dockerfile" ]; then
     h="$BASE_HASH"
   else
@@ -72,6 +119,7 @@ for spec in "${IMAGES[@]}"; do
     h="$(
       {
         printf 'image:%s base:c%s\n' "$key" "$BASE_HASH"
+        printf 'build-args:%s\n' "$args"
         cat "$TC_DIR/$dockerfile"
         # Only the wheel-based images depend on wheels.txt.
         if grep -q 'wheels/' "$TC_DIR/$dockerfile"; then cat "$WHEELS_TXT"; fi
@@ -89,6 +137,7 @@ image_id() { "$DOCKER" image inspect --format '{{.Id}}' "$1" 2>/dev/null || true
 if [ "$MODE" = print ]; then
   for spec in "${IMAGES[@]}"; do
     key="${spec%%|*}"
+    [ -n "${WANTED[$key]:-}" ] || continue
     echo "$key ${ALIAS[$key]} ${CONTENT[$key]}"
   done
   exit 0
@@ -98,6 +147,7 @@ if [ "$MODE" = check ]; then
   rc=0
   for spec in "${IMAGES[@]}"; do
     key="${spec%%|*}"
+    [ -n "${WANTED[$key]:-}" ] || continue
     id="$(image_id "${CONTENT[$key]}")"
     if [ -z "$id" ]; then
       echo "missing: ${CONTENT[$key]}"; rc=1
@@ -249,8 +299,10 @@ build_image() {
   done
   logf="$ctx.log"
   log "building ${CONTENT[$key]} from $dockerfile"
+  local args=() a
+  for a in ${BUILD_ARGS[$key]}; do args+=(--build-arg "$a"); done
   if ! DOCKER_BUILDKIT=0 "$DOCKER" build --network host --force-rm \
-      --build-arg "BASE_IMAGE=${CONTENT[debian]}" \
+      --build-arg "BASE_IMAGE=${CONTENT[debian]}" "${args[@]+"${args[@]}"}" \
       --label "$LABEL_KEY=$key" \
       --label "dev.flamenco-build.content-tag=${CTAG[$key]}" \
       -t "${CONTENT[$key]}" "$ctx" >"$logf" 2>&1; then
@@ -269,7 +321,8 @@ build_image() {
 "$DOCKER" version --format '{{.Server.Version}}' >/dev/null 2>&1 || die "no Docker engine reachable"
 
 for spec in "${IMAGES[@]}"; do
-  IFS='|' read -r key repo ver dockerfile <<<"$spec"
+  IFS='|' read -r key repo ver dockerfile _ <<<"$spec"
+  [ -n "${WANTED[$key]:-}" ] || continue
   fast_path "$key" && continue
   if [ -z "$dockerfile" ]; then build_base; else build_image "$key" "$dockerfile"; fi
 done
@@ -278,7 +331,7 @@ done
 # base, since old toolchain images are children of old base images).
 if [ -n "$PRUNE" ]; then
   for ((i = ${#IMAGES[@]} - 1; i >= 0; i--)); do
-    IFS='|' read -r key repo ver dockerfile <<<"${IMAGES[$i]}"
+    IFS='|' read -r key repo ver dockerfile _ <<<"${IMAGES[$i]}"
     "$DOCKER" images --filter "label=$LABEL_KEY=$key" --filter "label=dev.flamenco-build.content-tag" \
         --filter "reference=$repo:$ver-c*" --format '{{.Repository}}:{{.Tag}}' |
       while read -r ref; do

@@ -37,27 +37,34 @@ pub enum Error {
     },
 
     #[error(
-        "toolchain `{toolchain}` needs image `{image}`, which is not available:\n{attempts}\n  \
+        "toolchain `{toolchain}` needs image `{image}`{why}, which is not available:\n{attempts}\n  \
          provide it one of three ways: build or load it locally (for this repository's images: \
-         scripts/toolchain-images.sh), make it pullable from a registry, or give the toolchain a \
+         {script}), make it pullable from a registry, or give the toolchain a \
          `dockerfile` in flamenco-build.toml"
     )]
     ImageUnavailable {
         toolchain: String,
         image: String,
+        /// " (go 1.26.2 in go.mod)" when something picked the image, else empty.
+        why: String,
+        /// The command that makes it, when it is one of this repository's images.
+        script: String,
         attempts: String,
     },
 
     #[error("toolchain `{toolchain}`: {reason}")]
     ToolchainVersion { toolchain: String, reason: String },
 
-    #[error("{}", TaskFailure { task, code, log_tail, killed })]
+    #[error("{}", TaskFailure { task, code, log_tail, killed, offline })]
     TaskFailed {
         task: String,
         code: i64,
         /// Why the engine stopped it, when it was not the task's own doing (out of memory, killed).
         killed: Option<String>,
         log_tail: Vec<String>,
+        /// The closing line when its log shows the network could not be reached
+        /// (`crate::executor::offline`).
+        offline: Option<String>,
     },
 
     #[error("task `{task}` stopped on an internal error: {message}")]
@@ -127,12 +134,19 @@ pub enum Error {
     /// names the server.
     #[error("task `{task}` on the remote executor: {reason}")]
     RemoteExecution { task: String, reason: String },
+
+    /// `--check-reproducible` found outputs that differ between two runs of a task.
+    #[error(
+        "--check-reproducible: {files} output files differ between two runs (see the report above)"
+    )]
+    NotReproducible { files: usize },
 }
 
 impl Error {
     /// The process exit status for this error: 1 a task failed, 2 the configuration or the
     /// command line is wrong, 3 the Docker engine (or the remote executor) cannot be used, 4 a
-    /// toolchain image is missing, 5 a local I/O failure, 128+N for a signal.
+    /// toolchain image is missing, 5 a local I/O failure, 6 `--check-reproducible` found outputs
+    /// that differ, 128+N for a signal.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::TaskFailed { .. }
@@ -154,6 +168,7 @@ impl Error {
             | Error::Runtime(_)
             | Error::Signals { .. }
             | Error::CacheCorrupt { .. } => 5,
+            Error::NotReproducible { .. } => 6,
             Error::Interrupted { code, .. } => *code,
         }
     }
@@ -203,6 +218,7 @@ struct TaskFailure<'a> {
     code: &'a i64,
     log_tail: &'a [String],
     killed: &'a Option<String>,
+    offline: &'a Option<String>,
 }
 
 impl fmt::Display for TaskFailure<'_> {
@@ -221,13 +237,16 @@ impl fmt::Display for TaskFailure<'_> {
             )?;
         }
         if self.log_tail.is_empty() {
-            write!(f, " (it printed nothing)")
+            write!(f, " (it printed nothing)")?;
         } else {
             write!(f, "; the last {} lines of its log:", self.log_tail.len())?;
             for line in self.log_tail {
                 write!(f, "\n  {}| {line}", self.task)?;
             }
-            Ok(())
+        }
+        match self.offline {
+            Some(note) => write!(f, "\n{note}"),
+            None => Ok(()),
         }
     }
 }

@@ -112,6 +112,8 @@ impl Graph {
             if let Some(d) = &t.description {
                 let _ = writeln!(s, "    {d}");
             }
+            let tc = &config.toolchains[&t.toolchain];
+            let _ = writeln!(s, "    image: {} ({})", tc.image, tc.why);
             let outs: Vec<&str> = t.outputs.iter().map(|o| o.path.as_str()).collect();
             let _ = writeln!(s, "    outputs: {}", outs.join(", "));
         }

@@ -12,6 +12,7 @@ pub(crate) mod diagnostic;
 pub mod error;
 pub(crate) mod executor;
 pub mod fingerprint;
+pub(crate) mod git;
 pub(crate) mod graph;
 pub(crate) mod interrupt;
 pub(crate) mod remote;

@@ -50,6 +50,10 @@ pub struct BuildArgs {
     /// (every blob sent again).
     #[arg(long)]
     pub recache: bool,
+    /// Run each task twice in two fresh containers (a cached one once more, compared with its
+    /// cached outputs) and report every output file that differs; exit code 6 if any does.
+    #[arg(long)]
+    pub check_reproducible: bool,
     /// Hash every input again instead of trusting the stat cache.
     #[arg(long)]
     pub paranoid: bool,
@@ -249,7 +253,7 @@ impl Build {
     pub(super) async fn run(self) -> Result<()> {
         // Before anything is written in it (runs, staging): the cache folder must be ours.
         LocalStore::claim(&self.config.cache_dir())?;
-        crate::scheduler::derive_env_ahead(&self.config, &self.plan);
+        crate::scheduler::derive_env_ahead(&self.config);
         match self.args.executor {
             ExecutorKind::Docker | ExecutorKind::Remote => self.run_on_docker().await,
             ExecutorKind::Local => {
@@ -389,7 +393,8 @@ impl Build {
         let origin = std::time::Instant::now() - reporter.elapsed();
         let mut scheduler =
             Scheduler::new(self.config.clone(), executor, ids, reporter.clone(), cache)
-                .with_jobs(jobs);
+                .with_jobs(jobs)
+                .with_check_reproducible(self.args.check_reproducible);
         if self.args.trace.is_some() {
             scheduler = scheduler.with_trace(Trace::new(origin));
         }
@@ -400,6 +405,7 @@ impl Build {
             _ => RunMode::Sequential,
         };
         let (summary, trace, result) = scheduler.run(&self.plan, run_mode).await;
+        let result = self.reproducibility(&summary, &reporter, result);
         if let (Some(path), Some(trace)) = (&self.args.trace, trace)
             && let Err(e) = trace.write(path, jobs)
         {
@@ -419,6 +425,29 @@ impl Build {
             );
         }
         result
+    }
+}
+
+impl Build {
+    /// `--check-reproducible`'s report after the build; a build that went well but made outputs
+    /// that differ fails with [`Error::NotReproducible`].
+    fn reproducibility(
+        &self,
+        summary: &crate::scheduler::BuildSummary,
+        reporter: &Reporter,
+        result: Result<()>,
+    ) -> Result<()> {
+        if !self.args.check_reproducible {
+            return result;
+        }
+        let (lines, differ) = summary.reproducibility();
+        for line in &lines {
+            reporter.line(line);
+        }
+        match result {
+            Ok(()) if differ > 0 => Err(Error::NotReproducible { files: differ }),
+            r => r,
+        }
     }
 }
 

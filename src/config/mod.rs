@@ -4,6 +4,7 @@
 mod cache_dir;
 mod file;
 pub mod flamenco;
+pub(crate) mod go_version;
 mod output_index;
 mod path_pattern;
 pub(crate) mod remote;
@@ -91,6 +92,9 @@ pub struct Toolchain {
     pub name: String,
     /// The pinned image reference; resolved to an image ID at build time.
     pub image: String,
+    /// Why this image: where it is set, or what picked it ("go 1.26.2 in go.mod"); `graph`
+    /// shows it.
+    pub why: String,
     /// How to build the image when it is missing (relative to the root).
     pub dockerfile: Option<PathBuf>,
     pub context: Option<PathBuf>,
@@ -140,11 +144,15 @@ impl Config {
         let path = root.join(CONFIG_FILE);
         match std::fs::read_to_string(&path) {
             Ok(text) => Config::parse(root, Source::new(path.display().to_string(), text), false),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Config::parse(
-                root,
-                Source::new(flamenco::SOURCE_NAME, flamenco::GRAPH),
-                true,
-            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut config = Config::parse(
+                    root,
+                    Source::new(flamenco::SOURCE_NAME, flamenco::GRAPH),
+                    true,
+                )?;
+                go_version::follow_go_mod(&mut config);
+                Ok(config)
+            }
             Err(e) => Err(Error::io("cannot read the configuration", path)(e)),
         }
     }

@@ -109,6 +109,11 @@ impl<'a> ImageProvider<'a> {
         Err(Error::ImageUnavailable {
             toolchain: tc.name.clone(),
             image: tc.image.clone(),
+            why: match tc.why.contains(" in go.mod") {
+                true => format!(" ({})", tc.why),
+                false => String::new(),
+            },
+            script: make_command(&tc.image),
             attempts: attempts.join("\n"),
         })
     }
@@ -233,6 +238,25 @@ fn context_tar(context: &Path, dockerfile: &Path) -> std::io::Result<(Vec<u8>, S
     Ok((b.into_inner()?, name))
 }
 
+/// How this repository makes an image: `scripts/toolchain-images.sh flamenco-build/go:1.26` for
+/// one the script makes (it makes only the default set unless named), else the script's name.
+fn make_command(image: &str) -> String {
+    use crate::config::go_version::{NEWEST_MADE, OLDEST_MADE};
+    let go = image
+        .strip_prefix("flamenco-build/go:1.")
+        .and_then(|m| m.parse::<u32>().ok())
+        .is_some_and(|m| (OLDEST_MADE..=NEWEST_MADE).contains(&m));
+    let others = [
+        "flamenco-build/debian:bookworm",
+        "flamenco-build/node:22",
+        "flamenco-build/java:11",
+    ];
+    match go || others.contains(&image) {
+        true => format!("scripts/toolchain-images.sh {image}"),
+        false => "scripts/toolchain-images.sh".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,5 +272,24 @@ mod tests {
             ("localhost:5000/go", "latest")
         );
         assert_eq!(split_tag("localhost:5000/go:1"), ("localhost:5000/go", "1"));
+    }
+}
+
+#[cfg(test)]
+mod make_command_tests {
+    #[test]
+    fn names_the_script_call_for_the_images_it_makes() {
+        assert_eq!(
+            super::make_command("flamenco-build/go:1.26"),
+            "scripts/toolchain-images.sh flamenco-build/go:1.26"
+        );
+        assert_eq!(
+            super::make_command("flamenco-build/go:1.30"),
+            "scripts/toolchain-images.sh"
+        );
+        assert_eq!(
+            super::make_command("flamenco-build/not-there:0.0"),
+            "scripts/toolchain-images.sh"
+        );
     }
 }

@@ -104,12 +104,13 @@ impl LocalExecutor {
         if status.success() {
             return Ok(());
         }
-        let tail = std::mem::take(&mut *tail.lock().expect("tail"));
+        let tail = std::mem::take(&mut *tail.lock().expect("tail")).into_lines();
         Err(Error::TaskFailed {
             task: job.task.name.clone(),
             code: status.code().map_or(128 + 9, i64::from),
             killed: None,
-            log_tail: tail.into_lines(),
+            offline: super::offline::note(&job.task.name, job.task.network, &tail),
+            log_tail: tail,
         })
     }
 }

@@ -11,6 +11,7 @@ mod docker;
 mod image_provider;
 mod local;
 mod log_tail;
+pub(crate) mod offline;
 mod outputs;
 mod run_registry;
 pub mod tarball;
@@ -49,6 +50,9 @@ pub struct TaskJob<'a> {
     /// The task as a REAPI `Action` (its digest is the task key), for a remote executor; None
     /// when the build computes no key and the executor does not ask for one.
     pub action: Option<Arc<TaskAction>>,
+    /// Run it even when an executor could answer from a cache of its own (a remote engine's
+    /// action cache): `--check-reproducible`'s second run.
+    pub fresh: bool,
 }
 
 impl TaskJob<'_> {

@@ -37,6 +37,8 @@ pub(crate) struct Context<E> {
     pub(crate) in_container: Mutex<BTreeSet<String>>,
     /// Whether this build saved anything to the cache.
     pub(crate) saved: AtomicBool,
+    /// `--check-reproducible`: every task of the plan runs once more and is compared.
+    pub(crate) check_reproducible: bool,
     /// Each task's start and wait for a slot.
     clocks: Mutex<HashMap<String, TaskClock>>,
 }
@@ -74,6 +76,7 @@ impl<E> Context<E> {
             indices: Mutex::default(),
             in_container: Mutex::default(),
             saved: AtomicBool::new(false),
+            check_reproducible: false,
             clocks: Mutex::default(),
         }
     }
@@ -171,8 +174,9 @@ impl<E> Context<E> {
     /// `--explain`: a line per task saying what the cache answered.
     pub(crate) fn explain(&self, task: &Task, what: &str, key: &TaskKey) {
         if self.cache.as_ref().is_some_and(|c| c.explain) {
+            let (epoch, origin) = super::recipe::epoch_origin(&self.config, task);
             self.reporter.line(&format!(
-                "explain: {}: {what} (key {})",
+                "explain: {}: {what} (key {}; SOURCE_DATE_EPOCH {epoch}: {origin})",
                 task.name,
                 key.short()
             ));

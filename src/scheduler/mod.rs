@@ -7,7 +7,9 @@ mod context;
 mod dry_run;
 mod pipeline;
 mod recipe;
+mod reproducible;
 mod slots;
+mod source_date;
 mod summary;
 mod task_files;
 pub(crate) mod walk;
@@ -17,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use recipe::derive_env_ahead;
+pub use reproducible::ReproCheck;
 pub use summary::{BuildSummary, TaskOutcome, TaskState};
 
 use context::Context;
@@ -79,6 +82,12 @@ impl<E: Executor + Send + Sync + 'static> Scheduler<E> {
     }
 
     /// Records a span per task phase.
+    /// `--check-reproducible`: each task runs twice (a hit once more) and the runs are compared.
+    pub fn with_check_reproducible(mut self, check: bool) -> Self {
+        self.ctx.check_reproducible = check;
+        self
+    }
+
     pub fn with_trace(mut self, trace: Trace) -> Self {
         self.ctx.trace = Some(Arc::new(trace));
         self

@@ -80,6 +80,9 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
             .from_cache(mode, task, &mut keyed, &mut outcome)
             .await?
         {
+            if self.check_reproducible {
+                self.check_hit(task, &keyed, &mut outcome).await?;
+            }
             return Ok(self.finish_outcome(outcome, started, CACHE_ROW));
         }
         self.run_and_save(mode, task, keyed, dep_outputs, outcome)
@@ -104,14 +107,41 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
             true => Some(self.uncached_action(task, &files).await?),
             false => None,
         };
-        let ran = self.run_staged(task, files, action).await;
+        let again = self
+            .check_reproducible
+            .then(|| (files.clone(), action.clone()));
+        let ran = self.run_staged(task, files, action, false).await;
         self.workspace.check_root()?;
         let (run, staging) = ran?;
         outcome.run = run;
+        if let Some((files, action)) = again {
+            let first = staged_manifest(task, staging.path()).await?;
+            let check = self.check_again(task, files, action, staging.path(), &first);
+            outcome.repro = Some(check.await?);
+        }
         self.place(staging.path(), task).await?;
         outcome.index = self.index(&task.name);
         self.clock_out(&mut outcome);
         Ok(outcome)
+    }
+
+    /// `--check-reproducible` on a hit: the task runs once more and its outputs are compared with
+    /// the cached ones, which the workspace now holds.
+    async fn check_hit(
+        self: &Arc<Self>,
+        task: &Task,
+        keyed: &Keyed,
+        outcome: &mut TaskOutcome,
+    ) -> Result<()> {
+        let (ctx, name, inputs) = (self.clone(), task.name.clone(), keyed.inputs.clone());
+        let files = off_async_workers(&task.name, move || {
+            ctx.with_dep_outputs(ctx.task(&name), inputs)
+        })
+        .await?;
+        let (action, root) = (Some(keyed.action.clone()), self.config.root.clone());
+        let check = self.check_again(task, files, action, &root, &outcome.outputs);
+        outcome.repro = Some(check.await?);
+        Ok(())
     }
 
     /// `build` on an executor that needs the task's `Action`: every file it is given hashed now
@@ -335,8 +365,9 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         })
         .await?;
         let given = files.clone();
+        let again = self.check_reproducible.then(|| files.clone());
         let ran = self
-            .run_staged(task, files, Some(keyed.action.clone()))
+            .run_staged(task, files, Some(keyed.action.clone()), false)
             .await;
         self.workspace.check_root()?;
         let (run, staging) = ran?;
@@ -345,6 +376,11 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
             .given_files_changed(mode, task, given, &keyed.recipe, dep_outputs)
             .await?;
         let manifest = staged_manifest(task, staging.path()).await?;
+        if let Some(files) = again {
+            let action = Some(keyed.action.clone());
+            let check = self.check_again(task, files, action, staging.path(), &manifest);
+            outcome.repro = Some(check.await?);
+        }
         let t = Instant::now();
         if !self.workspace.disk_full() && !changed {
             self.saved.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -441,14 +477,17 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
 
     /// Runs the task with its outputs staged in the cache folder; when that folder's disk is
     /// full, runs it again staged next to the workspace, and stays there for the rest of the build.
-    async fn run_staged(
+    /// `fresh`: the task must really run (`--check-reproducible`'s second run), never be answered
+    /// from a remote engine's own cache.
+    pub(super) async fn run_staged(
         &self,
         task: &Task,
         files: Vec<InputFile>,
         action: Option<Arc<TaskAction>>,
+        fresh: bool,
     ) -> Result<(Timings, tempfile::TempDir)> {
         let staging = self.workspace.staging(&task.name)?;
-        let first = self.run_in_slot(task, files.clone(), action.clone(), staging.path());
+        let first = self.run_in_slot(task, files.clone(), (action.clone(), fresh), staging.path());
         match first.await {
             Err(e) if e.is_disk_full() && self.workspace.note_disk_full() => {
                 self.reporter.warn(&format!(
@@ -457,7 +496,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
                 drop(staging);
                 let staging = self.workspace.staging(&task.name)?;
                 let run = self
-                    .run_in_slot(task, files, action, staging.path())
+                    .run_in_slot(task, files, (action, fresh), staging.path())
                     .await?;
                 Ok((run, staging))
             }
@@ -470,7 +509,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         &self,
         task: &Task,
         files: Vec<InputFile>,
-        action: Option<Arc<TaskAction>>,
+        action: (Option<Arc<TaskAction>>, bool),
         staging: &std::path::Path,
     ) -> Result<Timings> {
         let queued = Instant::now();
@@ -480,8 +519,16 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
             .lock()
             .expect("lock")
             .insert(task.name.clone());
-        self.reporter
-            .task_started(self.index(&task.name), self.total(), &task.name);
+        if action.1 {
+            // `--check-reproducible`'s second run: the task's "Starting" line was the first's.
+            self.reporter.line(&format!(
+                "check-reproducible: running {} once more from the same inputs",
+                task.name
+            ));
+        } else {
+            self.reporter
+                .task_started(self.index(&task.name), self.total(), &task.name);
+        }
         let start = Instant::now();
         let result = self.run_task(task, files, action, staging, slot.id).await;
         let took = start.elapsed();
@@ -506,7 +553,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
         &self,
         task: &Task,
         files: Vec<InputFile>,
-        action: Option<Arc<TaskAction>>,
+        (action, fresh): (Option<Arc<TaskAction>>, bool),
         staging: &std::path::Path,
         row: usize,
     ) -> Result<Timings> {
@@ -527,6 +574,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
                 reporter.log(&name, line)
             }),
             action,
+            fresh,
         };
         self.executor.run(&job, staging).await
     }

@@ -1,12 +1,13 @@
 //! A task's key recipe: its command, outputs, toolchain and env, the digests of its inputs and
 //! the output manifests of its dependencies; and the values of the host variables it declares
-//! (GITHASH derived from the project's git when the host does not set it).
+//! (GITHASH derived from the project's git when the host does not set it). Every task also gets
+//! SOURCE_DATE_EPOCH, the time reproducible tools stamp into what they make instead of "now".
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use super::context::Context;
+use super::source_date;
 use crate::config::{Config, Task};
 use crate::fingerprint::action::{ActionSpec, TaskAction, task_action};
 use crate::fingerprint::{
@@ -91,50 +92,58 @@ impl<E> Context<E> {
     }
 }
 
-/// The declared host variables and their values (None: unset).
+/// Given to every task, declared or not (a toolchain's env may still set it).
+pub(crate) const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
+
+/// The declared host variables and their values (None: unset), and SOURCE_DATE_EPOCH.
 fn declared_env(config: &Config, task: &Task) -> Vec<(String, Option<String>)> {
+    let tc = &config.toolchains[&task.toolchain];
+    let implicit = (!task.env.iter().any(|v| v == SOURCE_DATE_EPOCH)
+        && !tc.env.contains_key(SOURCE_DATE_EPOCH))
+    .then(|| SOURCE_DATE_EPOCH.to_string());
     task.env
         .iter()
+        .chain(implicit.as_ref())
         .map(|var| {
             let v = std::env::var(var)
                 .ok()
-                .or_else(|| derived_env(var, &config.root));
+                .or_else(|| derived_env(var, config, task));
             (var.clone(), v)
         })
         .collect()
 }
 
-/// The value flamenco-build gives a derived variable: GITHASH is `git rev-parse --short HEAD`
-/// (asked once per process).
-fn derived_env(var: &str, root: &Path) -> Option<String> {
-    static GITHASH: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+/// The value flamenco-build gives a derived variable when the host does not set it: GITHASH is
+/// `git rev-parse --short HEAD`; SOURCE_DATE_EPOCH the time of the last commit that touched the
+/// task's inputs, else 0, so that two clones of one commit stamp the same time and a commit
+/// elsewhere in the project leaves the task's key alone (see [`super::source_date`]).
+fn derived_env(var: &str, config: &Config, task: &Task) -> Option<String> {
     match var {
-        "GITHASH" => GITHASH.get_or_init(|| git_hash(root)).clone(),
+        "GITHASH" => source_date::derived(config).githash.clone(),
+        // A toolchain's env that sets it wins over a task that declares it.
+        SOURCE_DATE_EPOCH => source_date::gives_epoch(config, task)
+            .then(|| source_date::derived(config).epoch(&task.name)),
         _ => None,
     }
 }
 
-/// Starts working out, in the background, the derived variables that `plan`'s tasks declare and
-/// the host does not set, so that their first key need not wait for `git`.
-pub fn derive_env_ahead(config: &Config, plan: &[String]) {
-    let wanted = plan
-        .iter()
-        .filter_map(|t| config.tasks.get(t))
-        .any(|t| t.env.iter().any(|v| v == "GITHASH"));
-    if wanted && std::env::var_os("GITHASH").is_none() {
-        let root = config.root.clone();
-        std::thread::spawn(move || derived_env("GITHASH", &root));
+/// The SOURCE_DATE_EPOCH a task gets, and where it comes from, for `--explain`.
+pub(crate) fn epoch_origin(config: &Config, task: &Task) -> (String, &'static str) {
+    if let Ok(v) = std::env::var(SOURCE_DATE_EPOCH) {
+        return (v, "the host's");
     }
+    let toolchain = &config.toolchains[&task.toolchain].env;
+    if let Some(v) = toolchain.get(SOURCE_DATE_EPOCH) {
+        return (v.clone(), "the toolchain's env");
+    }
+    let v = source_date::derived(config).epoch(&task.name);
+    (v, "the last commit that touched its inputs, 0 if none")
 }
 
-fn git_hash(root: &Path) -> Option<String> {
-    std::process::Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(["rev-parse", "--short", "HEAD"])
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+/// Starts working out, in the background, the values derived from git (see
+/// [`super::source_date`]), so that the first key need not wait for them. Without a change of
+/// HEAD this reads a few small files and spawns no `git`.
+pub fn derive_env_ahead(config: &std::sync::Arc<Config>) {
+    let config = config.clone();
+    std::thread::spawn(move || source_date::derived(&config));
 }

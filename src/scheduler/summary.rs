@@ -45,6 +45,8 @@ pub struct TaskOutcome {
     /// How long it waited for a container slot, and when (after it began) that wait began.
     pub wait: Duration,
     pub wait_at: Duration,
+    /// `--check-reproducible`: what running it once more showed.
+    pub repro: Option<super::ReproCheck>,
 }
 
 impl TaskOutcome {
@@ -75,6 +77,7 @@ impl TaskOutcome {
             total: Duration::ZERO,
             wait: Duration::ZERO,
             wait_at: Duration::ZERO,
+            repro: None,
         }
     }
 }
@@ -171,6 +174,37 @@ impl BuildSummary {
     }
 
     /// The `--json` document: per task its status, key, cache result and phase times.
+    /// `--check-reproducible`'s closing report: a line per task checked, one per file that
+    /// differed, and a total; and how many files differed.
+    pub fn reproducibility(&self) -> (Vec<String>, usize) {
+        let (mut lines, mut files, mut differ, mut tasks) = (Vec::new(), 0, 0, 0);
+        for (name, state) in &self.tasks {
+            let TaskState::Done(o) = state else { continue };
+            let Some(r) = &o.repro else { continue };
+            tasks += 1;
+            files += r.files;
+            differ += r.differences.len();
+            match r.differences.len() {
+                0 => lines.push(format!(
+                    "reproducible: {name}: {}, identical in both runs",
+                    files_text(r.files)
+                )),
+                n => {
+                    lines.push(format!(
+                        "NOT reproducible: {name}: {n} of {} differ:",
+                        files_text(r.files)
+                    ));
+                    lines.extend(r.differences.iter().map(|d| format!("    {d}")));
+                }
+            }
+        }
+        lines.push(format!(
+            "Reproducibility: {tasks} task{} checked, {files} files compared, {differ} differ",
+            if tasks == 1 { "" } else { "s" }
+        ));
+        (lines, differ)
+    }
+
     pub fn to_json(&self) -> serde_json::Value {
         let tasks: Vec<serde_json::Value> = self
             .tasks
@@ -187,6 +221,13 @@ impl BuildSummary {
             "jobs": self.jobs,
             "tasks": tasks,
         })
+    }
+}
+
+fn files_text(n: usize) -> String {
+    match n {
+        1 => "1 file".to_string(),
+        n => format!("{n} files"),
     }
 }
 
@@ -220,6 +261,9 @@ fn task_json(name: &str, state: &TaskState) -> serde_json::Value {
                 "wait": ms(o.wait),
             });
             v["started_ms"] = json!(ms(o.began));
+            if let Some(r) = &o.repro {
+                v["reproducible"] = r.to_json();
+            }
             if let Some(w) = &o.run.worker {
                 v["worker"] = json!(w);
             }

@@ -95,6 +95,7 @@ impl Runner {
                 l.push(b'\n');
             }),
             action: None,
+            fresh: false,
         };
         phases.run_start = SystemTime::now();
         let ran = self.executor.run(&job, &staging).await;

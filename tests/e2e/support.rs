@@ -53,6 +53,32 @@ pub fn require_toolchain_images() {
     });
 }
 
+/// Makes the named toolchain images beyond the default set (`go:1.26`), cached by content tag like
+/// the default ones: CI builds only the Go images some test names.
+pub fn require_named_images(names: &[&str]) {
+    require_toolchain_images();
+    static MADE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut made = MADE.lock().unwrap_or_else(|e| e.into_inner());
+    let missing: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| !made.iter().any(|m| m == n))
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let status = Command::new("bash")
+        .arg(repo().join("scripts/toolchain-images.sh"))
+        .args(&missing)
+        .status()
+        .expect("run scripts/toolchain-images.sh");
+    assert!(
+        status.success(),
+        "scripts/toolchain-images.sh {missing:?} failed"
+    );
+    made.extend(missing.iter().map(|s| s.to_string()));
+}
+
 /// A unique label for one test's resources; everything carrying it is removed on drop.
 pub struct Labels {
     pub key: String,

@@ -47,7 +47,13 @@ pub(super) fn validate(
     };
     let settings = settings::settings(&mut check, file.settings.unwrap_or_default(), &root);
     let remote = remote::remote(&mut check, file.remote.unwrap_or_default());
-    let toolchains = toolchains::toolchains(&mut check, file.toolchains);
+    let mut toolchains = toolchains::toolchains(&mut check, file.toolchains);
+    for tc in toolchains.values_mut() {
+        tc.why = match builtin {
+            true => "the built-in graph's default".into(),
+            false => format!("set in {}", super::CONFIG_FILE),
+        };
+    }
     let tasks = tasks::tasks(&mut check, file.tasks, &toolchains);
     paths::output_conflicts(&mut check, &tasks);
     let mut errors = check.errors;

@@ -57,6 +57,7 @@ fn toolchain(check: &mut Check, name: Spanned<String>, tc: ToolchainFile) -> Too
     Toolchain {
         name,
         image: tc.image.into_inner(),
+        why: String::new(),
         dockerfile,
         context,
         build_args: tc.build_args,

@@ -201,11 +201,13 @@ impl DockerExecutor {
         } else {
             None
         };
+        let log_tail = tail.into_lines();
         Error::TaskFailed {
             task: task.clone(),
             code,
+            offline: crate::executor::offline::note(task, job.task.network, &log_tail),
             killed,
-            log_tail: tail.into_lines(),
+            log_tail,
         }
     }
 

@@ -115,7 +115,7 @@ impl RemoteExecutor {
             sent.map_err(|e| self.unusable(task, e))?;
             ours.upload += t.elapsed();
             let t = Instant::now();
-            let executed = self.execute(&action.digest, &mut watch).await;
+            let executed = self.execute(&action.digest, job.fresh, &mut watch).await;
             ours.execute += t.elapsed();
             match executed {
                 Ok(r) if again && status::inputs_missing(&r) => again = false,
@@ -184,7 +184,7 @@ impl Executor for RemoteExecutor {
             (job.log)(line);
         }
         if result.exit_code != 0 {
-            return Err(logs.failure(task, result.exit_code));
+            return Err(logs.failure(task, job.task.network, result.exit_code));
         }
         let meta = result.execution_metadata.clone();
         self.outputs(job.task, &action.key(), result, staging)

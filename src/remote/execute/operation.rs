@@ -44,9 +44,11 @@ enum Followed {
 
 impl RemoteExecutor {
     /// Runs the action to its end and returns the engine's answer; `watch` sees every update.
+    /// `fresh`: skip the engine's cache lookup, so the action really runs.
     pub(super) async fn execute(
         &self,
         action: &re::Digest,
+        fresh: bool,
         watch: &mut Watch,
     ) -> Result<re::ExecuteResponse, Stopped> {
         let ticket = self.in_flight.enter();
@@ -55,7 +57,7 @@ impl RemoteExecutor {
         let queued_since = Instant::now();
         loop {
             let stream = match &name {
-                None => self.start(action).await,
+                None => self.start(action, fresh).await,
                 Some(n) => self.wait(n).await,
             };
             let followed = match stream {
@@ -97,10 +99,14 @@ impl RemoteExecutor {
         }
     }
 
-    async fn start(&self, action: &re::Digest) -> Result<Streaming<Operation>, tonic::Status> {
+    async fn start(
+        &self,
+        action: &re::Digest,
+        fresh: bool,
+    ) -> Result<Streaming<Operation>, tonic::Status> {
         let request = re::ExecuteRequest {
             instance_name: self.storage.instance().to_string(),
-            skip_cache_lookup: false,
+            skip_cache_lookup: fresh,
             action_digest: Some(action.clone()),
             digest_function: re::digest_function::Value::Sha256 as i32,
             ..Default::default()

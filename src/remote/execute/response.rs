@@ -39,16 +39,18 @@ impl Logs {
     }
 
     /// The failure a non-zero exit is, with the last lines as a local run shows them.
-    pub(super) fn failure(&self, task: &str, code: i32) -> Error {
+    pub(super) fn failure(&self, task: &str, network: bool, code: i32) -> Error {
         let mut tail = LogTail::default();
         for line in self.lines() {
             tail.push(line.trim_end_matches('\r').to_string());
         }
+        let log_tail = tail.into_lines();
         Error::TaskFailed {
             task: task.to_string(),
             code: i64::from(code),
             killed: None,
-            log_tail: tail.into_lines(),
+            offline: crate::executor::offline::note(task, network, &log_tail),
+            log_tail,
         }
     }
 }
@@ -167,7 +169,7 @@ mod tests {
             stdout,
             stderr: "err 1\r\nerr 2\n".into(),
         };
-        let Error::TaskFailed { code, log_tail, .. } = logs.failure("t", 2) else {
+        let Error::TaskFailed { code, log_tail, .. } = logs.failure("t", false, 2) else {
             panic!("a task failure")
         };
         assert_eq!(code, 2);
