@@ -1,6 +1,7 @@
 //! The artifact cache, behind one facade ([`Cache`]): look a key up, restore, save, explain a
 //! miss. Under it, tiers that keep REAPI's two kinds of data ([`storage`]): action results and
 //! content blobs. The local store is `.build-cache/`: `metadata/<task>.meta.json` (the entries),
+//! `metadata/uses.jsonl` (the hits since the last cleanup),
 //! `artifacts/sha256/` (the blobs), a `CACHEDIR.TAG` and a format version. Writes are atomic
 //! (temp name, rename; blobs made durable before the metadata that names them) under a file
 //! lock; every restore re-checks each file's SHA-256.
@@ -13,6 +14,7 @@ pub(crate) mod materialize;
 mod metadata;
 mod ownership;
 mod storage;
+mod uses;
 
 use std::io::Write;
 use std::path::Path;

@@ -12,6 +12,7 @@ mod cache;
 mod core_loop;
 mod dockerfile_dev;
 mod faults;
+mod new_user;
 mod parallel;
 mod reliability;
 mod remote_cache;

@@ -1,0 +1,76 @@
+//! Issue 16, "What a new user tripped over": each thing a new user met, tried the way they met it.
+
+use crate::support::{Project, require_toolchain_images};
+
+/// Three tasks, each writing about 1 MB of its own (so no blob is shared): `a` and `b` from
+/// inputs a test leaves alone, `w` from `src/w.txt`, which it changes. The cache holds 3.5 MB.
+fn three_megabytes() -> Project {
+    let mut tasks = String::new();
+    for t in ["a", "b", "w"] {
+        tasks.push_str(&format!(
+            "[tasks.{t}]\ntoolchain = \"go\"\n\
+             run = \"cat src/{t}.txt > {t}.out && yes {t} | head -c 1000000 >> {t}.out\"\n\
+             inputs = [\"src/{t}.txt\"]\noutputs = [\"{t}.out\"]\n\n"
+        ));
+    }
+    let p = Project::tiny(&tasks);
+    let cfg = p.path().join("flamenco-build.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen(
+        "[settings]\n",
+        "[settings]\ncache_max_size = 3500000\n",
+        1,
+    );
+    std::fs::write(&cfg, text).unwrap();
+    for t in ["a", "b", "w"] {
+        p.write(&format!("src/{t}.txt"), &format!("{t} 1\n"));
+    }
+    p
+}
+
+/// The entries the cache holds per task, from `cache-status --json`.
+fn entries(p: &Project) -> Vec<(String, u64)> {
+    let s = p.run(&["cache-status", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&s.stdout).unwrap();
+    v["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["task"].as_str().unwrap().to_string(),
+                t["entries"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn trimming_keeps_what_the_last_build_used() {
+    // Issue 16: an up-to-date hit did not refresh its entry's last use (within the hour), so the
+    // trim after a one-file change evicted the entries that had just hit. Failed on main before
+    // this change: `a`, the oldest by its stored last use, was evicted, and `w`'s replaced entry
+    // stayed.
+    require_toolchain_images();
+    let p = three_megabytes();
+    // Last uses are in seconds: `a` and `b` are saved a second before `w`, as a real build's
+    // first tasks are, and the next build comes a second later.
+    let second = || std::thread::sleep(std::time::Duration::from_millis(1100));
+    p.build(&["build-incremental", "a", "b"]).ok();
+    second();
+    p.build(&["build-incremental"]).ok();
+    second();
+    p.write("src/w.txt", "w 2\n");
+    let b = p.build(&["build-incremental"]).ok();
+    assert!(b.up_to_date("a") && b.up_to_date("b"), "{}", b.run.all());
+    assert!(b.ran("w"), "{}", b.run.all());
+    let e = entries(&p);
+    assert_eq!(
+        e,
+        [("a".into(), 1), ("b".into(), 1), ("w".into(), 1)],
+        "the cache keeps what the last build used, and drops `w`'s replaced entry"
+    );
+    let b = p.build(&["build-incremental"]).ok();
+    for t in ["a", "b", "w"] {
+        assert!(b.up_to_date(t), "{t}: {}", b.run.all());
+    }
+}
