@@ -13,6 +13,7 @@ pub mod error;
 pub(crate) mod executor;
 pub mod fingerprint;
 pub(crate) mod graph;
+pub(crate) mod human;
 pub(crate) mod interrupt;
 pub(crate) mod remote;
 pub(crate) mod report;

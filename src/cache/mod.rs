@@ -54,38 +54,3 @@ pub(crate) fn sync_dir(dir: &Path) {
         let _ = d.sync_all();
     }
 }
-
-/// `47185920` → `45 MB (47,185,920 bytes)`, as the seed prints sizes (binary megabytes).
-pub fn human_size(bytes: u64) -> String {
-    let mb = bytes as f64 / (1024.0 * 1024.0);
-    let short = if bytes >= 1024 * 1024 * 1024 {
-        format!("{:.1} GB", mb / 1024.0)
-    } else if mb >= 10.0 || bytes == 0 {
-        format!("{mb:.0} MB")
-    } else {
-        format!("{mb:.1} MB")
-    };
-    format!("{short} ({} bytes)", thousands(bytes))
-}
-
-pub fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn sizes_read_like_the_seed() {
-        assert_eq!(super::human_size(47_185_920), "45 MB (47,185,920 bytes)");
-        assert_eq!(super::human_size(0), "0 MB (0 bytes)");
-        assert_eq!(super::human_size(1_572_864), "1.5 MB (1,572,864 bytes)");
-    }
-}

@@ -241,7 +241,7 @@ impl<E> Context<E> {
                 Ok(r) if r.entries > 0 => self.reporter.line(&format!(
                     "Cache: removed {} entries ({}) over the size or age limit",
                     r.entries,
-                    crate::cache::human_size(r.bytes)
+                    crate::human::size_exact(r.bytes)
                 )),
                 Ok(_) => {}
                 Err(e) => self.reporter.warn(&format!("cache cleanup failed: {e}")),

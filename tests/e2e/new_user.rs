@@ -74,3 +74,57 @@ fn trimming_keeps_what_the_last_build_used() {
         assert!(b.up_to_date(t), "{t}: {}", b.run.all());
     }
 }
+
+#[test]
+fn cache_status_counts_every_hit_and_reads_like_a_person_wrote_it() {
+    // Issue 16: `time saved 0.0s` although tasks were up to date (an up-to-date hit was not
+    // counted), `30days`, and KB-sized entries shown as `0.0 MB`.
+    require_toolchain_images();
+    let p = Project::tiny(
+        "[tasks.big]\ntoolchain = \"go\"\nrun = \"head -c 10000 /dev/zero > big.out\"\n\
+         outputs = [\"big.out\"]\n\n\
+         [tasks.small]\ntoolchain = \"go\"\nrun = \"echo hello > small.out\"\n\
+         outputs = [\"small.out\"]\n",
+    );
+    p.build(&["build-incremental"]).ok();
+    let b = p.build(&["build-incremental"]).ok();
+    assert!(
+        b.up_to_date("big") && b.up_to_date("small"),
+        "{}",
+        b.run.all()
+    );
+    let s = p.run(&["cache-status"]).ok();
+    let lines: Vec<&str> = s.stdout.lines().collect();
+    assert_eq!(lines[0], "Build Cache Status:");
+    assert_eq!(lines[1], "  Targets cached: 2");
+    assert_eq!(
+        lines[4],
+        "  Limits: 5.0 GB (5,368,709,120 bytes) max size, entries unused for 30 days dropped"
+    );
+    let task_line = |line: &str, head: &str| {
+        let rest = line
+            .strip_prefix(head)
+            .unwrap_or_else(|| panic!("`{line}` should start with `{head}`"));
+        let (ago, saved) = rest.split_once(" ago, time saved ").unwrap();
+        assert!(
+            ago.ends_with('s') && ago[..ago.len() - 1].parse::<u64>().is_ok(),
+            "{line}"
+        );
+        let saved: f64 = saved.strip_suffix('s').unwrap().parse().unwrap();
+        assert!(saved > 0.0, "the up-to-date hit saved its run time: {line}");
+    };
+    task_line(
+        lines[5],
+        "  big              1 entry          9.8 KB  last used ",
+    );
+    task_line(
+        lines[6],
+        "  small            1 entry             6 B  last used ",
+    );
+    assert_eq!(lines.len(), 7, "{}", s.stdout);
+    let j = p.run(&["cache-status", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
+    for t in v["tasks"].as_array().unwrap() {
+        assert!(t["saved_ms"].as_u64().unwrap() > 0, "{t}");
+    }
+}
