@@ -128,3 +128,32 @@ fn cache_status_counts_every_hit_and_reads_like_a_person_wrote_it() {
         assert!(t["saved_ms"].as_u64().unwrap() > 0, "{t}");
     }
 }
+
+#[test]
+fn a_dry_run_after_clean_cache_names_every_dependency_that_would_run_first() {
+    // Issue 16 reported `manager: would run after generate-go`, its other dependencies left out.
+    // A task that depends on several tasks that would run names them all.
+    require_toolchain_images();
+    let p = Project::tiny(
+        "[tasks.a]\ntoolchain = \"go\"\nrun = \"echo a > a.out\"\noutputs = [\"a.out\"]\n\n\
+         [tasks.b]\ntoolchain = \"go\"\nrun = \"echo b > b.out\"\noutputs = [\"b.out\"]\n\n\
+         [tasks.c]\ntoolchain = \"go\"\ndeps = [\"b\", \"a\"]\n\
+         run = \"cat a.out b.out > c.out\"\noutputs = [\"c.out\"]\n\n\
+         [tasks.d]\ntoolchain = \"go\"\ndeps = [\"c\"]\nrun = \"cp c.out d.out\"\n\
+         outputs = [\"d.out\"]\n",
+    );
+    p.run(&["build-optimized"]).ok();
+    p.run(&["clean-cache"]).ok();
+    for mode in ["build-optimized", "build-incremental"] {
+        let r = p.run(&[mode, "--dry-run"]).ok();
+        assert_eq!(
+            r.all(),
+            "dry-run: a: would run: never built with this cache\n\
+             dry-run: b: would run: never built with this cache\n\
+             dry-run: c: would run after b, a (the key depends on what they produce)\n\
+             dry-run: d: would run after c (the key depends on what they produce)\n\
+             dry-run: 4 of 4 tasks would run; nothing was changed\n",
+            "{mode}"
+        );
+    }
+}
