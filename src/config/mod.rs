@@ -7,6 +7,7 @@ pub mod flamenco;
 mod output_index;
 mod path_pattern;
 pub(crate) mod remote;
+mod toml_message;
 mod validate;
 
 use std::collections::BTreeMap;

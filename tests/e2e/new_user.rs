@@ -157,3 +157,48 @@ fn a_dry_run_after_clean_cache_names_every_dependency_that_would_run_first() {
         );
     }
 }
+
+/// The project `tiny` makes, with `line` put first in its `[settings]` (line 2).
+fn with_setting(line: &str) -> Project {
+    let p = Project::tiny(
+        "[tasks.t]\ntoolchain = \"go\"\nrun = \"echo > t.out\"\noutputs = [\"t.out\"]\n",
+    );
+    let cfg = p.path().join("flamenco-build.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let text = text.replacen("[settings]\n", &format!("[settings]\n{line}\n"), 1);
+    std::fs::write(&cfg, text).unwrap();
+    p
+}
+
+#[test]
+fn config_errors_say_error_once_in_toml_words_and_suggest_a_key() {
+    // Issue 16: `error: …: error:` twice, `expected i64` (a Rust type), and no "did you mean"
+    // for an unknown key.
+    let cases = [
+        (
+            "cache_max_sise = \"4MB\"",
+            "2:1: error: unknown key `cache_max_sise`; did you mean `cache_max_size`?",
+            "^",
+        ),
+        (
+            "jobs = \"four\"",
+            "2:8: error: invalid type: string \"four\", expected an integer",
+            "       ^",
+        ),
+        (
+            "cache_max_size = true",
+            "2:18: error: expected a size: a number of bytes, or a string such as \"5GB\"",
+            "                 ^",
+        ),
+    ];
+    for (line, says, caret) in cases {
+        let p = with_setting(line);
+        let r = p.run(&["graph"]);
+        assert_eq!(r.code, 2, "{}", r.all());
+        let cfg = p.path().canonicalize().unwrap().join("flamenco-build.toml");
+        assert_eq!(
+            r.stderr,
+            format!("{}:{says}\n  |\n2 | {line}\n  | {caret}\n", cfg.display()),
+        );
+    }
+}
