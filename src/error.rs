@@ -143,6 +143,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// What `main` prints: `error: …`; a configuration's diagnostics say `error` at their place
+    /// already (`file:line:column: error: …`), so they are printed as they are.
+    pub fn report(&self) -> String {
+        match self {
+            Error::Config(_) => self.to_string(),
+            _ => format!("error: {self}"),
+        }
+    }
+
     /// The process exit status for this error: 1 a task failed, 2 the configuration or the
     /// command line is wrong, 3 the Docker engine (or the remote executor) cannot be used, 4 a
     /// toolchain image is missing, 5 a local I/O failure, 6 `--check-reproducible` found outputs

@@ -14,6 +14,7 @@ pub(crate) mod executor;
 pub mod fingerprint;
 pub(crate) mod git;
 pub(crate) mod graph;
+pub(crate) mod human;
 pub(crate) mod interrupt;
 pub(crate) mod remote;
 pub(crate) mod report;

@@ -15,7 +15,7 @@ fn main() {
     let cli = flamenco_build::cli::Cli::parse();
     if let Err(e) = cli.execute() {
         // Not eprintln!: after SIGHUP the terminal may be gone, and the exit code must stay.
-        let _ = writeln!(std::io::stderr(), "error: {e}");
+        let _ = writeln!(std::io::stderr(), "{}", e.report());
         std::process::exit(e.exit_code());
     }
 }

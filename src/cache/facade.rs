@@ -12,6 +12,7 @@ use super::cas::BlobError;
 use super::local_store::LocalStore;
 use super::metadata::{Entry, TaskMetadata};
 use super::storage::{ActionRecord, BlobWrite, Storage};
+use super::uses::Use;
 use super::{CacheError, Corrupt, materialize};
 use crate::error::Result;
 use crate::fingerprint::{KeyRecipe, Manifest, TaskKey};
@@ -65,6 +66,8 @@ pub struct Cache {
     /// Whether an action result a remote tier answered was refused already in this build: that is
     /// told once (an unsigned cache says so for every task).
     refused_told: Arc<std::sync::atomic::AtomicBool>,
+    /// The hits of this build, of every kind, written in one go when it ends ([`Cache::flush_uses`]).
+    used: Arc<std::sync::Mutex<Vec<Use>>>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -85,6 +88,7 @@ impl Cache {
             warn: None,
             recache: false,
             refused_told: Default::default(),
+            used: Default::default(),
         })
     }
 
@@ -237,11 +241,26 @@ impl Cache {
         }
     }
 
-    /// Records a hit's use (its last use, the time it saved).
-    pub fn record_hit(&self, task: &str, hit: &Hit, restored: bool) {
+    /// Records a hit's use, of any kind (up to date, restored, or from a remote tier and kept in
+    /// the local store): its last use and the run time it saved. Noted in memory; the metadata is
+    /// written now only when the local entry's last use is stale (see [`LocalStore::record_hit`]).
+    pub fn record_hit(&self, task: &str, hit: &Hit) {
         if let Some(meta) = &hit.meta {
-            self.local.record_hit(task, meta, &hit.entry.key, restored);
+            self.local.record_hit(task, meta, &hit.entry.key);
         }
+        self.used.lock().expect("uses").push(Use {
+            task: task.to_string(),
+            key: hit.entry.key.clone(),
+            t: super::now(),
+            saved_ms: hit.entry.run_ms,
+        });
+    }
+
+    /// Writes the hits this build made to the local store's journal of uses, in one write, before
+    /// the cache is trimmed.
+    pub fn flush_uses(&self) -> Result<()> {
+        let used = std::mem::take(&mut *self.used.lock().expect("uses"));
+        self.local.note_uses(&used)
     }
 
     /// Puts a hit's outputs into `staging`: the record checked as hostile input, its folders and
@@ -705,6 +724,11 @@ mod tests {
             "content"
         );
         b.adopt("t", &r, &back, &hit).await.unwrap();
+        // A remote hit counts like any other: its run time saved, once kept locally.
+        b.record_hit("t", &hit);
+        b.flush_uses().unwrap();
+        let status = b.local().status(u64::MAX, Duration::from_secs(3600));
+        assert_eq!(status.tasks[0].saved_ms, 7);
         assert!(restorable(&b, &r.key()).await.is_local());
         // B is read-only: a save of its own does not reach the remote tier.
         let mut r2 = recipe();

@@ -14,6 +14,7 @@ use super::facade::blocking;
 use super::metadata::{Entry, METADATA_FORMAT, TaskMetadata};
 use super::ownership::{self, OWN_ENTRIES, Ownership, is_safe_file_name, own_folder};
 use super::storage::{ActionRecord, BlobRead, BlobRef, BlobWrite, Storage};
+use super::uses::{self, Use};
 use super::{CacheError, Corrupt, materialize, now, write_atomic};
 use crate::error::{Error, Result};
 use crate::fingerprint::{KeyRecipe, TaskKey};
@@ -28,6 +29,10 @@ const STALE_TMP: Duration = Duration::from_secs(3600);
 /// A blob no entry names is removed once it is older than this: a save writes its blobs a moment
 /// before the metadata that names them, and a cleanup must not take them away in between.
 const STALE_BLOB: Duration = Duration::from_secs(60);
+
+/// An entry's last use is written at once only when it is older than this (see
+/// [`LocalStore::record_hit`]).
+const REFRESH_AFTER: u64 = 3600;
 
 /// `.build-cache/` of one project.
 #[derive(Debug, Clone)]
@@ -253,15 +258,17 @@ impl LocalStore {
         write_atomic(&path, &bytes).map_err(Error::io("cannot write cache metadata", &path))
     }
 
-    /// Records that an entry was used (restored or up to date). Cheap when nothing changes: the
-    /// metadata is only rewritten when the task's last key changes or its use time is stale.
-    /// `meta` is what [`LocalStore::load`] just gave for `task`: it is read again only to write.
-    pub fn record_hit(&self, task: &str, meta: &TaskMetadata, key: &TaskKey, restored: bool) {
+    /// Records that an entry was used (restored or up to date) in its metadata, as Go's build
+    /// cache does: only when the task's last key changes or the entry's last use is over an hour
+    /// old, so a no-change build rewrites nothing. Its hits are counted through the journal of
+    /// uses ([`LocalStore::note_uses`]). `meta` is what [`LocalStore::load`] just gave for
+    /// `task`: it is read again only to write.
+    pub fn record_hit(&self, task: &str, meta: &TaskMetadata, key: &TaskKey) {
         let Some(e) = meta.entries.get(key) else {
             return;
         };
-        let stale = now().saturating_sub(e.last_used) > 3600;
-        if meta.last.as_ref() == Some(key) && !stale && !restored {
+        let stale = now().saturating_sub(e.last_used) > REFRESH_AFTER;
+        if meta.last.as_ref() == Some(key) && !stale {
             return;
         }
         let Ok(_lock) = self.lock() else { return };
@@ -269,14 +276,27 @@ impl LocalStore {
             return;
         };
         if let Some(e) = meta.entries.get_mut(key) {
-            e.last_used = now();
-            e.hits += 1;
-            e.saved_ms += e.run_ms;
+            e.last_used = e.last_used.max(now());
         }
         meta.last = Some(key.clone());
         if let Err(e) = self.write_meta(task, &meta) {
             eprintln!("warning: {e}");
         }
+    }
+
+    fn uses_path(&self) -> PathBuf {
+        self.dir.join("metadata").join("uses.jsonl")
+    }
+
+    /// Appends a build's hits to the journal of uses, in one write: cleanup and `cache-status`
+    /// count them, and cleanup refreshes the entries' last use from them.
+    pub fn note_uses(&self, used: &[Use]) -> Result<()> {
+        if used.is_empty() {
+            return Ok(());
+        }
+        let _lock = self.lock()?;
+        let path = self.uses_path();
+        uses::append(&path, used).map_err(Error::io("cannot record the cache's use", &path))
     }
 
     /// Removes one entry; a blob found damaged goes with it (so the next save writes it anew).
@@ -328,10 +348,14 @@ impl LocalStore {
     }
 
     pub fn status(&self, max_size: u64, max_age: Duration) -> CacheStatus {
-        let tasks: Vec<TaskStatus> = self
+        let mut metas: BTreeMap<String, TaskMetadata> = self
             .tasks()
             .into_iter()
-            .filter_map(|t| self.load(&t))
+            .filter_map(|t| self.load(&t).map(|m| (t, m)))
+            .collect();
+        uses::fold(&mut metas, &uses::read(&self.uses_path()));
+        let tasks: Vec<TaskStatus> = metas
+            .into_values()
             .map(|m| TaskStatus {
                 task: m.task.clone(),
                 entries: m.entries.len(),
@@ -361,12 +385,14 @@ impl LocalStore {
             .unwrap_or(true)
     }
 
-    /// Drops entries unused for `max_age`, then the least recently used until the blobs the rest
-    /// name fit in `max_size`; then removes blobs no entry names, and stale temp files.
+    /// Folds the journal of uses into the entries, drops entries unused for `max_age`, then the
+    /// least recently used until the blobs the rest name fit in `max_size`; then removes blobs
+    /// no entry names, and stale temp files.
     pub fn gc(&self, max_size: u64, max_age: Duration) -> Result<GcReport> {
         let _lock = self.lock()?;
         let _ = write_atomic(&self.dir.join("last-gc"), b"");
         let mut metas = self.all_meta();
+        let mut changed = uses::fold(&mut metas, &uses::read(&self.uses_path()));
         let mut report = GcReport::default();
         let doomed = pick_doomed(&metas, max_size, max_age, now());
         for (task, key) in &doomed {
@@ -377,9 +403,9 @@ impl LocalStore {
                 m.last = None;
             }
             report.entries += 1;
+            changed.insert(task.clone());
         }
-        let changed: BTreeSet<&String> = doomed.iter().map(|(t, _)| t).collect();
-        for (task, m) in metas.iter().filter(|(t, _)| changed.contains(t)) {
+        for (task, m) in metas.iter().filter(|(t, _)| changed.contains(*t)) {
             if m.entries.is_empty() {
                 let _ = std::fs::remove_file(self.meta_path(task));
                 let _ = std::fs::remove_dir_all(self.recipes_dir(task));
@@ -387,6 +413,9 @@ impl LocalStore {
                 self.write_meta(task, m)?;
             }
         }
+        // Only once what it held is written: a crash before this counts its hits twice, which
+        // is better than losing the last uses trimming goes by.
+        let _ = std::fs::remove_file(self.uses_path());
         report.bytes = self.sweep(&metas);
         Ok(report)
     }
@@ -816,6 +845,90 @@ mod tests {
                 .insert(e.key.clone(), e);
         }
         m
+    }
+
+    #[test]
+    fn trimming_keeps_what_the_last_build_used() {
+        // Issue 16: an up-to-date hit rewrites nothing within the hour, so its entry's stored
+        // last use is as old as the entries a change replaced. Its use, noted in the journal,
+        // must still count when the build that made it trims the cache. Failed before the
+        // journal: `a` and `b` (hits, 1 MB each) went first, alphabetically, and `w`'s old entry
+        // stayed.
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LocalStore::open(dir.path()).unwrap();
+        let t0 = now() - 600;
+        let mb = 1 << 20;
+        let old = [
+            ("a", entry("ka", t0, &[("a1", mb)])),
+            ("b", entry("kb", t0, &[("b1", mb)])),
+            ("w", entry("kw1", t0, &[("w1", mb)])),
+        ];
+        for (task, e) in old {
+            let mut m = TaskMetadata::new(task);
+            m.last = Some(e.key.clone());
+            m.entries.insert(e.key.clone(), e);
+            cache.write_meta(task, &m).unwrap();
+        }
+        // The next build: `a` and `b` up to date (their use is within the hour: nothing is
+        // written), `w` rebuilt.
+        for task in ["a", "b"] {
+            let meta = cache.load(task).unwrap();
+            let key = meta.last.clone().unwrap();
+            cache.record_hit(task, &meta, &key);
+            assert_eq!(cache.load(task).unwrap().entries[&key].last_used, t0);
+        }
+        let mut m = cache.load("w").unwrap();
+        let new = entry("kw2", now(), &[("w2", mb)]);
+        m.entries.insert(new.key.clone(), new);
+        cache.write_meta("w", &m).unwrap();
+        let t = now();
+        let used: Vec<Use> = [("a", "ka"), ("b", "kb")]
+            .iter()
+            .map(|(task, k)| Use {
+                task: task.to_string(),
+                key: TaskKey::new(k.to_string(), 1),
+                t,
+                saved_ms: 1,
+            })
+            .collect();
+        cache.note_uses(&used).unwrap();
+        let report = cache.gc(3 * mb, Duration::from_secs(86400)).unwrap();
+        assert_eq!(report.entries, 1);
+        let keys = |task: &str| -> Vec<String> {
+            let m = cache.load(task).unwrap();
+            m.entries.keys().map(|k| k.hash.clone()).collect()
+        };
+        assert_eq!(keys("a"), ["ka"]);
+        assert_eq!(keys("b"), ["kb"]);
+        assert_eq!(keys("w"), ["kw2"]);
+        // The journal is folded in: the hits counted, the last use refreshed, the journal gone.
+        let e = &cache.load("a").unwrap().entries[&TaskKey::new("ka".into(), 1)];
+        assert_eq!((e.hits, e.saved_ms, e.last_used), (1, 1, t));
+        assert!(!cache.uses_path().exists());
+    }
+
+    #[test]
+    fn cache_status_counts_hits_not_yet_folded() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LocalStore::open(dir.path()).unwrap();
+        let mut m = TaskMetadata::new("a");
+        let e = entry("ka", 100, &[("a1", 10)]);
+        m.entries.insert(e.key.clone(), e);
+        cache.write_meta("a", &m).unwrap();
+        let u = Use {
+            task: "a".into(),
+            key: TaskKey::new("ka".into(), 1),
+            t: 200,
+            saved_ms: 2500,
+        };
+        cache.note_uses(&[u.clone(), u]).unwrap();
+        let s = cache.status(u64::MAX, Duration::from_secs(3600));
+        assert_eq!(s.tasks.len(), 1);
+        assert_eq!(
+            (s.tasks[0].saved_ms, s.tasks[0].last_used),
+            (5000, Some(200))
+        );
+        assert!(cache.uses_path().exists(), "status writes nothing");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The artifact cache, behind one facade ([`Cache`]): look a key up, restore, save, explain a
 //! miss. Under it, tiers that keep REAPI's two kinds of data ([`storage`]): action results and
 //! content blobs. The local store is `.build-cache/`: `metadata/<task>.meta.json` (the entries),
+//! `metadata/uses.jsonl` (the hits since the last cleanup),
 //! `artifacts/sha256/` (the blobs), a `CACHEDIR.TAG` and a format version. Writes are atomic
 //! (temp name, rename; blobs made durable before the metadata that names them) under a file
 //! lock; every restore re-checks each file's SHA-256.
@@ -13,6 +14,7 @@ pub(crate) mod materialize;
 mod metadata;
 mod ownership;
 mod storage;
+mod uses;
 
 use std::io::Write;
 use std::path::Path;
@@ -50,40 +52,5 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 pub(crate) fn sync_dir(dir: &Path) {
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
-    }
-}
-
-/// `47185920` → `45 MB (47,185,920 bytes)`, as the seed prints sizes (binary megabytes).
-pub fn human_size(bytes: u64) -> String {
-    let mb = bytes as f64 / (1024.0 * 1024.0);
-    let short = if bytes >= 1024 * 1024 * 1024 {
-        format!("{:.1} GB", mb / 1024.0)
-    } else if mb >= 10.0 || bytes == 0 {
-        format!("{mb:.0} MB")
-    } else {
-        format!("{mb:.1} MB")
-    };
-    format!("{short} ({} bytes)", thousands(bytes))
-}
-
-pub fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn sizes_read_like_the_seed() {
-        assert_eq!(super::human_size(47_185_920), "45 MB (47,185,920 bytes)");
-        assert_eq!(super::human_size(0), "0 MB (0 bytes)");
-        assert_eq!(super::human_size(1_572_864), "1.5 MB (1,572,864 bytes)");
     }
 }

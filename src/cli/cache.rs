@@ -2,11 +2,12 @@
 
 use std::collections::BTreeSet;
 
-use crate::cache::{LocalStore, Storage, human_size};
+use crate::cache::{LocalStore, Storage};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::executor::DockerEngine;
 use crate::fingerprint::InputFiles;
+use crate::human;
 use crate::remote::{RemoteArgs, RemoteSettings};
 use crate::workspace::paths;
 
@@ -40,12 +41,12 @@ pub async fn status(config: &Config, json: bool, remote: &RemoteArgs) -> Result<
     }
     println!("Build Cache Status:");
     println!("  Targets cached: {}", status.targets_cached);
-    println!("  Cache size: {}", human_size(status.bytes));
+    println!("  Cache size: {}", human::size_exact(status.bytes));
     println!("  Location: {}", status.dir.display());
     println!(
         "  Limits: {} max size, entries unused for {} dropped",
-        human_size(status.max_size),
-        humantime::format_duration(s.cache_max_age)
+        human::size_exact(status.max_size),
+        human::duration(s.cache_max_age)
     );
     for t in &status.tasks {
         let used = t
@@ -54,7 +55,7 @@ pub async fn status(config: &Config, json: bool, remote: &RemoteArgs) -> Result<
                 let ago = crate::cache::now().saturating_sub(u);
                 format!(
                     "{} ago",
-                    humantime::format_duration(std::time::Duration::from_secs(ago))
+                    human::duration(std::time::Duration::from_secs(ago))
                 )
             })
             .unwrap_or_else(|| "never".into());
@@ -63,7 +64,7 @@ pub async fn status(config: &Config, json: bool, remote: &RemoteArgs) -> Result<
             t.task,
             t.entries,
             if t.entries == 1 { "entry" } else { "entries" },
-            human_size(t.bytes).split(" (").next().unwrap_or_default(),
+            human::size(t.bytes),
             t.saved_ms as f64 / 1000.0
         );
     }
@@ -152,7 +153,7 @@ pub fn clean_cache(config: &Config) -> Result<()> {
     let (files, bytes) = cache.clear()?;
     println!(
         "Cache: removed {files} files, {} from {}",
-        human_size(bytes),
+        human::size_exact(bytes),
         dir.display()
     );
     Ok(())
@@ -199,7 +200,7 @@ pub async fn clean_all(config: &Config, labels: &[(String, String)]) -> Result<(
     };
     println!(
         "Outputs: removed {files} files, {} from the workspace{kept}",
-        human_size(bytes)
+        human::size_exact(bytes)
     );
     if present && engine.remove_volume(volume).await? {
         println!("Volume: removed {volume}");

@@ -96,13 +96,10 @@ pub(super) struct TaskFile {
 impl ConfigFile {
     pub(super) fn parse(source: &Source) -> Result<ConfigFile> {
         toml::from_str(&source.text).map_err(|e| {
-            // toml's message already quotes the source; keep only its first line.
-            let message = e
-                .message()
-                .lines()
-                .next()
-                .unwrap_or("invalid TOML")
-                .to_string();
+            // toml's message already quotes the source; keep only its first line, in the words
+            // of a TOML file rather than of the Rust types it is read into.
+            let message =
+                super::toml_message::plain(e.message().lines().next().unwrap_or("invalid TOML"));
             Error::Config(vec![source.diagnostic(e.span(), message)])
         })
     }

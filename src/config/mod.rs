@@ -8,6 +8,7 @@ pub(crate) mod go_version;
 mod output_index;
 mod path_pattern;
 pub(crate) mod remote;
+mod toml_message;
 mod validate;
 
 use std::collections::BTreeMap;

@@ -120,7 +120,7 @@ fn unknown_keys_point_at_their_line() {
     let text = ISSUE_SHAPE.replace("network = false", "network = false\ncolour = \"red\"");
     let e = errors(&text);
     assert_eq!(e.len(), 1, "{e:?}");
-    assert!(e[0].starts_with("36:1: unknown field `colour`"), "{e:?}");
+    assert!(e[0].starts_with("36:1: unknown key `colour`"), "{e:?}");
 }
 
 #[test]

@@ -225,7 +225,7 @@ impl<E> Context<E> {
         Err(e)
     }
 
-    /// After a build, failed or not: remember file hashes, trim the cache.
+    /// After a build, failed or not: remember file hashes, note the cache's hits, trim the cache.
     fn finish(&self) {
         let t = Instant::now();
         if self.workspace.check_root().is_err() {
@@ -235,6 +235,10 @@ impl<E> Context<E> {
         if let Err(e) = c.stat_cache.save() {
             self.reporter
                 .warn(&format!("cannot save the stat cache: {e}"));
+        }
+        // Before trimming, which goes by these uses.
+        if let Err(e) = c.cache.flush_uses() {
+            self.reporter.warn(&e.to_string());
         }
         let s = &self.config.settings;
         let saved = self.saved.load(std::sync::atomic::Ordering::Relaxed);
@@ -246,7 +250,7 @@ impl<E> Context<E> {
                 Ok(r) if r.entries > 0 => self.reporter.line(&format!(
                     "Cache: removed {} entries ({}) over the size or age limit",
                     r.entries,
-                    crate::cache::human_size(r.bytes)
+                    crate::human::size_exact(r.bytes)
                 )),
                 Ok(_) => {}
                 Err(e) => self.reporter.warn(&format!("cache cleanup failed: {e}")),

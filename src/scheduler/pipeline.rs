@@ -261,7 +261,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
             .share(&task.name, &keyed.recipe, &hit, &self.config.root)
             .await;
         self.explain(task, "hit, outputs up to date", &keyed.recipe.key());
-        mode.cache.record_hit(&task.name, &hit, false);
+        mode.cache.record_hit(&task.name, &hit);
         outcome.result = CacheResult::UpToDate;
         outcome.tier = Some(if hit.is_local() { "local" } else { "remote" });
         outcome.outputs = hit.entry.outputs;
@@ -340,7 +340,7 @@ impl<E: Executor + Send + Sync + 'static> Context<E> {
             None => "hit, restored from the cache".to_string(),
         };
         self.explain(task, &how, &keyed.recipe.key());
-        mode.cache.record_hit(&task.name, &hit, true);
+        mode.cache.record_hit(&task.name, &hit);
         outcome.result = CacheResult::Restored;
         outcome.tier = Some(if remote.is_some() { "remote" } else { "local" });
         outcome.outputs = hit.entry.outputs;

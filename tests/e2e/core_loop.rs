@@ -295,7 +295,7 @@ fn a_malformed_config_points_at_the_line() {
     let cfg = p.path().canonicalize().unwrap().join("flamenco-build.toml");
     assert!(
         r.stderr.contains(&format!(
-            "{}:11:1: error: unknown field `colour`",
+            "{}:11:1: error: unknown key `colour`",
             cfg.display()
         )),
         "{}",

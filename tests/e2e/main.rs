@@ -13,6 +13,7 @@ mod core_loop;
 mod dockerfile_dev;
 mod faults;
 mod flamenco_today;
+mod new_user;
 mod parallel;
 mod reliability;
 mod remote_cache;

@@ -193,7 +193,7 @@ impl DockerExecutor {
             let limit = job
                 .task
                 .memory
-                .map(|m| format!(" of {}", crate::cache::human_size(m)))
+                .map(|m| format!(" of {}", crate::human::size_exact(m)))
                 .unwrap_or_default();
             Some(format!("out of memory (over its memory limit{limit})"))
         } else if code == 137 {

@@ -138,7 +138,7 @@ impl RemoteExecutor {
                 "no worker holds image {}: it waited {} in {server}'s queue while nothing \
                  else of the build ran (`[remote] queue_timeout`), and was cancelled",
                 image(action),
-                humantime::format_duration(waited)
+                crate::human::duration(waited)
             ),
         };
         Error::RemoteExecution {
