@@ -69,6 +69,9 @@ fn tier(b: &Built, task: &str) -> String {
 /// tier without creating a container, byte for byte.
 fn two_machines(remote: &str, env: &[(String, String)], engine_b: Option<&str>) {
     require_toolchain_images();
+    // A generous timeout: these tests are about sharing, and on a loaded test machine the default
+    // (5 s plus 1 s per MiB) may switch the tier off, which the fault tests cover on their own.
+    let remote = &format!("timeout = \"60s\"\n{remote}");
     let a = example_with(remote);
     let mut cmd = a.build_cmd(&["build-optimized", "--remote-upload"]);
     cmd.envs(env.iter().map(|(k, v)| (k, v)));
