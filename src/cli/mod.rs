@@ -45,10 +45,13 @@ pub enum Command {
     /// The original build: the targets and what they need, one task at a time, no artifact cache.
     Build(BuildArgs),
     /// With the artifact cache, one task at a time: up to date, restored, or run and saved.
+    #[command(alias = "buildIncremental")]
     BuildIncremental(BuildArgs),
     /// The artifact cache, and independent tasks at the same time (at most -j containers).
+    #[command(alias = "buildOptimized")]
     BuildOptimized(BuildArgs),
     /// Show what the artifact cache holds.
+    #[command(alias = "cacheStatus")]
     CacheStatus {
         /// Machine-readable output.
         #[arg(long)]
@@ -57,10 +60,12 @@ pub enum Command {
         remote: crate::remote::RemoteArgs,
     },
     /// Remove the artifact cache.
+    #[command(alias = "cleanCache")]
     CleanCache,
     /// Re-hash every cache entry against its manifest; report and evict bad ones.
     CacheVerify,
     /// Remove the artifact cache, every task's outputs in the workspace, and the cache volume.
+    #[command(alias = "cleanAll")]
     CleanAll,
     /// Make every toolchain image available (present, pulled, or built) and create the cache volume.
     Setup,
@@ -185,4 +190,34 @@ pub fn run_id() -> String {
 fn short_id(id: &str) -> &str {
     let hex = id.strip_prefix("sha256:").unwrap_or(id);
     &hex[..hex.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command(args: &[&str]) -> Command {
+        Cli::try_parse_from(std::iter::once("flamenco-build").chain(args.iter().copied()))
+            .expect("parses")
+            .command
+    }
+
+    /// A Flamenco developer's mage target names carry over.
+    #[test]
+    fn the_seeds_mage_target_names_are_aliases() {
+        match command(&["buildOptimized", "worker"]) {
+            Command::BuildOptimized(a) => assert_eq!(a.targets, ["worker"]),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            command(&["buildIncremental"]),
+            Command::BuildIncremental(_)
+        ));
+        assert!(matches!(
+            command(&["cacheStatus"]),
+            Command::CacheStatus { .. }
+        ));
+        assert!(matches!(command(&["cleanCache"]), Command::CleanCache));
+        assert!(matches!(command(&["cleanAll"]), Command::CleanAll));
+    }
 }
