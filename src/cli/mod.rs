@@ -2,6 +2,7 @@
 
 mod build;
 mod cache;
+mod shell;
 
 pub use build::{BuildArgs, Mode};
 
@@ -77,6 +78,13 @@ pub enum Command {
     },
     /// Run tasks for a remote-execution engine (a Remote Workers API bot, e.g. for BuildGrid).
     Worker(crate::worker::WorkerArgs),
+    /// Print the completion script for a shell (e.g. `source <(flamenco-build completions bash)`).
+    Completions {
+        /// bash, zsh, fish, powershell or elvish.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff; `flamenco-build man | man -l -`).
+    Man,
 }
 
 fn parse_label(s: &str) -> std::result::Result<(String, String), String> {
@@ -112,8 +120,12 @@ impl Cli {
 
     async fn run(self) -> Result<()> {
         // A worker has no project: it runs what the engine sends.
-        if let Command::Worker(args) = &self.command {
-            return crate::worker::run(args, &self.labels).await;
+        match &self.command {
+            Command::Worker(args) => return crate::worker::run(args, &self.labels).await,
+            // Neither needs a project.
+            Command::Completions { shell } => return shell::completions(*shell),
+            Command::Man => return shell::man_page(),
+            _ => {}
         }
         let config = std::sync::Arc::new(Config::load(&self.directory)?);
         let graph = Graph::new(&config)?;
@@ -150,7 +162,9 @@ impl Cli {
             Command::CleanCache => cache::clean_cache(&config),
             Command::CacheVerify => cache::verify(&config),
             Command::CleanAll => cache::clean_all(&config, &self.labels).await,
-            Command::Worker(_) => unreachable!("handled before the config is loaded"),
+            Command::Worker(_) | Command::Completions { .. } | Command::Man => {
+                unreachable!("handled before the config is loaded")
+            }
         }
     }
 

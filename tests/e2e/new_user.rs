@@ -202,3 +202,46 @@ fn config_errors_say_error_once_in_toml_words_and_suggest_a_key() {
         );
     }
 }
+
+/// `source <(flamenco-build completions bash)` defines the completion, and it completes the
+/// subcommands; the man page renders; neither needs a project.
+#[test]
+fn bash_completions_load_and_complete_subcommands() {
+    let bin = env!("CARGO_BIN_EXE_flamenco-build");
+    let complete = |word: &str| {
+        let script = format!(
+            "source <('{bin}' completions bash) || exit 9\n\
+             complete -p flamenco-build >/dev/null || exit 8\n\
+             COMP_WORDS=(flamenco-build {word}); COMP_CWORD=1\n\
+             COMP_LINE=\"flamenco-build {word}\"; COMP_POINT=${{#COMP_LINE}}\n\
+             _flamenco__build flamenco-build {word} flamenco-build\n\
+             printf '%s\\n' \"${{COMPREPLY[@]}}\""
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("bash")
+            .args(["-c", &script])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut words: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect();
+        words.sort();
+        words
+    };
+    assert_eq!(complete("build-o"), ["build-optimized"]);
+    assert_eq!(complete("cache-"), ["cache-status", "cache-verify"]);
+    // The mage names are accepted, not offered (they would double every suggestion).
+    assert_eq!(complete("clean"), ["clean-all", "clean-cache"]);
+    let man = std::process::Command::new(bin).arg("man").output().unwrap();
+    assert!(man.status.success());
+    let man = String::from_utf8_lossy(&man.stdout);
+    assert!(man.contains(".TH flamenco-build 1"), "{man}");
+    assert!(man.contains("build\\-optimized"), "{man}");
+}
