@@ -215,7 +215,14 @@ impl BuildSummary {
             .tasks
             .iter()
             .all(|(_, s)| matches!(s, TaskState::Done(_)));
+        // The build began `wall` ago.
+        let started = std::time::SystemTime::now()
+            .checked_sub(self.wall)
+            .unwrap_or(std::time::UNIX_EPOCH);
         json!({
+            "schema": JSON_SCHEMA,
+            "version": env!("CARGO_PKG_VERSION"),
+            "started_at": humantime::format_rfc3339_millis(started).to_string(),
             "status": if ok { "ok" } else { "failed" },
             "wall_ms": ms(self.wall),
             "jobs": self.jobs,
@@ -231,8 +238,13 @@ fn files_text(n: usize) -> String {
     }
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+/// The version of `--json`'s layout: a dashboard can tell what it reads. 2: integer
+/// milliseconds, `schema`, `version`, `started_at`.
+pub const JSON_SCHEMA: u32 = 2;
+
+/// Whole milliseconds, rounded: what a dashboard wants, not `0.049564000000000004`.
+fn ms(d: Duration) -> u64 {
+    (d.as_secs_f64() * 1000.0).round() as u64
 }
 
 fn task_json(name: &str, state: &TaskState) -> serde_json::Value {
@@ -276,4 +288,30 @@ fn task_json(name: &str, state: &TaskState) -> serde_json::Value {
         _ => {}
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_has_its_schema_version_and_whole_milliseconds() {
+        let summary = BuildSummary {
+            tasks: vec![
+                ("a".to_string(), TaskState::Failed("boom".to_string())),
+                ("b".to_string(), TaskState::Skipped),
+            ],
+            wall: Duration::from_micros(49_564),
+            jobs: 2,
+        };
+        let v = summary.to_json();
+        assert_eq!(v["schema"], JSON_SCHEMA);
+        assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(v["wall_ms"].as_u64(), Some(50), "{v}");
+        assert_eq!(v["status"], "failed");
+        let started = v["started_at"].as_str().unwrap();
+        assert!(humantime::parse_rfc3339(started).is_ok(), "{started}");
+        assert_eq!(v["tasks"][0]["error"], "boom");
+        assert_eq!(v["tasks"][1]["status"], "skipped");
+    }
 }
