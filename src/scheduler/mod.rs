@@ -175,10 +175,14 @@ impl<E> Context<E> {
                     walk::TaskState::Done(o) => TaskState::Done(Box::new(Arc::unwrap_or_clone(o))),
                     walk::TaskState::Failed(e) => {
                         let text = e.to_string();
+                        let code = match &e {
+                            Error::TaskFailed { code, .. } => Some(*code),
+                            _ => None,
+                        };
                         if walked.first_failure.map(|f| f.index()) == Some(i) {
                             error = Some(e);
                         }
-                        TaskState::Failed(text)
+                        TaskState::Failed(text, code)
                     }
                     // A task stopped before it had a container had not really started.
                     walk::TaskState::Cancelled if started.contains(&name) => TaskState::Cancelled,

@@ -86,7 +86,8 @@ impl TaskOutcome {
 #[derive(Debug, Clone)]
 pub enum TaskState {
     Done(Box<TaskOutcome>),
-    Failed(String),
+    /// Why, and the task's own exit code when it was the task that failed.
+    Failed(String, Option<i64>),
     /// Stopped while running because another task failed.
     Cancelled,
     /// Not started: a dependency failed (`--keep-going`).
@@ -104,7 +105,7 @@ impl TaskState {
                 CacheResult::Built => "built",
                 CacheResult::Ran => "ran",
             },
-            TaskState::Failed(_) => "failed",
+            TaskState::Failed(..) => "failed",
             TaskState::Cancelled => "cancelled",
             TaskState::Skipped => "skipped",
             TaskState::NotStarted => "not-started",
@@ -284,7 +285,12 @@ fn task_json(name: &str, state: &TaskState) -> serde_json::Value {
                 v["engine_cache"] = json!("hit");
             }
         }
-        TaskState::Failed(e) => v["error"] = json!(e),
+        TaskState::Failed(e, code) => {
+            v["error"] = json!(e);
+            if let Some(code) = code {
+                v["exit_code"] = json!(code);
+            }
+        }
         _ => {}
     }
     v
@@ -298,7 +304,10 @@ mod tests {
     fn json_has_its_schema_version_and_whole_milliseconds() {
         let summary = BuildSummary {
             tasks: vec![
-                ("a".to_string(), TaskState::Failed("boom".to_string())),
+                (
+                    "a".to_string(),
+                    TaskState::Failed("boom".to_string(), Some(3)),
+                ),
                 ("b".to_string(), TaskState::Skipped),
             ],
             wall: Duration::from_micros(49_564),
@@ -312,6 +321,7 @@ mod tests {
         let started = v["started_at"].as_str().unwrap();
         assert!(humantime::parse_rfc3339(started).is_ok(), "{started}");
         assert_eq!(v["tasks"][0]["error"], "boom");
+        assert_eq!(v["tasks"][0]["exit_code"], 3);
         assert_eq!(v["tasks"][1]["status"], "skipped");
     }
 }

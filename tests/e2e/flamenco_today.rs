@@ -180,6 +180,8 @@ network = true
     );
     let b = p.build(&["build"]);
     assert_eq!(b.run.code, 1, "{}", b.run.all());
+    // go's own exit code, for a dashboard.
+    assert_eq!(b.task_json("fetch")["exit_code"], 1, "{}", b.summary);
     let error = b.task_json("fetch")["error"]
         .as_str()
         .unwrap_or_default()
