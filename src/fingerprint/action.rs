@@ -253,7 +253,8 @@ fn split(path: &str) -> (&str, &str) {
     }
 }
 
-fn join(parent: &str, name: &str) -> String {
+/// `parent/name`, or `name` at the root ("").
+pub(crate) fn join(parent: &str, name: &str) -> String {
     if parent.is_empty() {
         name.to_string()
     } else {

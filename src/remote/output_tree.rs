@@ -15,7 +15,7 @@ use prost::Message;
 
 use super::action_result::{file_entry, link_digest};
 use crate::cache::BlobRef;
-use crate::fingerprint::action::digest_of;
+use crate::fingerprint::action::{digest_of, join};
 use crate::fingerprint::{FileDigest, Manifest};
 
 /// Entries one result's trees may expand to, in all (a few times the largest real output).
@@ -224,14 +224,6 @@ fn mode_of(p: &Option<re::NodeProperties>, default: u32) -> u32 {
 /// One plain path component.
 fn is_name(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
-}
-
-fn join(parent: &str, name: &str) -> String {
-    if parent.is_empty() {
-        name.to_string()
-    } else {
-        format!("{parent}/{name}")
-    }
 }
 
 #[cfg(test)]

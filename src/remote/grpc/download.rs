@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
-use bazel_remote_apis::google::bytestream::ReadRequest;
+use bazel_remote_apis::google::bytestream::{ReadRequest, ReadResponse};
 use futures_util::{FutureExt, StreamExt, TryStreamExt, future::BoxFuture, stream};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
@@ -90,21 +90,8 @@ impl GrpcStorage {
     async fn read_stream(&self, r: BlobRead) -> Result<(), RemoteError> {
         // A message being received and one being written (servers send about 1 MiB each).
         let _room = self.hold(2 * 1024 * 1024).await?;
-        let request = ReadRequest {
-            resource_name: names::read_name(&self.instance, &r.blob),
-            read_offset: 0,
-            read_limit: 0,
-        };
-        let not_there = |s: tonic::Status| match s.code() {
-            tonic::Code::NotFound => self.bad(format!("blob {} is missing", r.blob.sha256)),
-            _ => self.status(s),
-        };
-        let mut body = self
-            .bytestream()?
-            .read(request)
-            .await
-            .map_err(not_there)?
-            .into_inner();
+        let not_there = |s| self.not_there(&r.blob, s);
+        let mut body = self.open_read(&r.blob).await?;
         let local = |e: std::io::Error| cannot_write(&r.to, e);
         let mut file = tokio::fs::OpenOptions::new()
             .write(true)
@@ -145,6 +132,28 @@ impl GrpcStorage {
         Ok(trees)
     }
 
+    /// ByteStream.Read of a whole blob: the stream of its pieces.
+    async fn open_read(
+        &self,
+        blob: &BlobRef,
+    ) -> Result<tonic::Streaming<ReadResponse>, RemoteError> {
+        let request = ReadRequest {
+            resource_name: names::read_name(&self.instance, blob),
+            read_offset: 0,
+            read_limit: 0,
+        };
+        let body = self.bytestream()?.read(request).await;
+        Ok(body.map_err(|s| self.not_there(blob, s))?.into_inner())
+    }
+
+    /// A failed read: NOT_FOUND names the blob, anything else is the server's status.
+    fn not_there(&self, blob: &BlobRef, s: tonic::Status) -> RemoteError {
+        match s.code() {
+            tonic::Code::NotFound => self.bad(format!("blob {} is missing", blob.sha256)),
+            _ => self.status(s),
+        }
+    }
+
     /// One blob into memory, streamed by ByteStream.Read (any size), checked against its digest.
     async fn read_bytes(&self, blob: &BlobRef) -> Result<Vec<u8>, RemoteError> {
         if blob.size == 0 {
@@ -152,21 +161,8 @@ impl GrpcStorage {
             return Ok(Vec::new());
         }
         let _room = self.hold(blob.size).await?;
-        let request = ReadRequest {
-            resource_name: names::read_name(&self.instance, blob),
-            read_offset: 0,
-            read_limit: 0,
-        };
-        let not_there = |s: tonic::Status| match s.code() {
-            tonic::Code::NotFound => self.bad(format!("blob {} is missing", blob.sha256)),
-            _ => self.status(s),
-        };
-        let mut body = self
-            .bytestream()?
-            .read(request)
-            .await
-            .map_err(not_there)?
-            .into_inner();
+        let not_there = |s| self.not_there(blob, s);
+        let mut body = self.open_read(blob).await?;
         let mut data = Vec::new();
         while let Some(m) = body.message().await.map_err(not_there)? {
             // Never more than the digest says: a server cannot make us hold more.
